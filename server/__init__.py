@@ -1,0 +1,1 @@
+"""The Digis server: connections, session actors, HTTP surface, CLI."""

@@ -1,0 +1,96 @@
+"""The app factory: resources wired once, released in reverse on cleanup.
+
+``create_app(settings, dsn, redis_url)`` builds an aiohttp Application whose
+``cleanup_ctx`` opens the pool, applies migrations, connects Redis and starts
+the background machinery; its shutdown closes every socket with 1012 after
+letting session actors settle and flush.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from protocol.codes import CloseCode
+from server import http_api
+from server.appkeys import SERVICES
+from server.auth import AccessTokens, Passwords
+from server.config import Settings, jwt_secret
+from server.hub import Hub
+from server.limits import Limits
+from server.metrics import Metrics
+from server.services import Services, default_node_id
+from server.ws import websocket
+from storage.db import create_pool
+from storage.migrate import migrate
+
+log = logging.getLogger("digis.app")
+
+#: Largest HTTP request body (webhooks included).
+MAX_BODY_BYTES = 256 * 1024
+
+
+def create_app(settings: Settings, *, dsn: str, redis_url: str) -> web.Application:
+    app = web.Application(
+        middlewares=[http_api.envelope_middleware], client_max_size=MAX_BODY_BYTES
+    )
+
+    async def services_ctx(app: web.Application) -> AsyncIterator[None]:
+        pool = await create_pool(dsn)
+        try:
+            async with pool.acquire() as conn:
+                applied = await migrate(conn)
+            if applied:
+                log.info("migrations applied", extra={"migrations": applied})
+        except BaseException:
+            await pool.close()
+            raise
+        redis = aioredis.from_url(
+            redis_url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=10
+        )
+        services = Services(
+            settings=settings,
+            pool=pool,
+            redis=redis,
+            metrics=Metrics(),
+            hub=Hub(),
+            passwords=Passwords(settings.argon2_memory_kib),
+            tokens=AccessTokens(jwt_secret(settings), settings.access_token_ttl),
+            limits=Limits(),
+            node_id=settings.node_id or default_node_id(),
+        )
+        app[SERVICES] = services
+        try:
+            yield
+        finally:
+            await services.close()
+
+    app.cleanup_ctx.append(services_ctx)
+    app.on_shutdown.append(_shutdown)
+    http_api.add_routes(app)
+    app.router.add_get("/ws", websocket)
+    return app
+
+
+async def _shutdown(app: web.Application) -> None:
+    """Stop accepting work, let sessions settle, close sockets with 1012."""
+    services = app.get(SERVICES)
+    if services is None:
+        return
+    services.shutting_down = True
+    timeout = services.settings.shutdown_timeout
+    connections = services.hub.all_connections()
+    log.info("shutting down", extra={"sockets": len(connections)})
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(
+            asyncio.gather(
+                *(c.close(CloseCode.SERVICE_RESTART, "server restarting") for c in connections),
+                return_exceptions=True,
+            ),
+            timeout / 2,
+        )

@@ -1,0 +1,87 @@
+"""Which sockets belong to which user, on this node.
+
+Events addressed to a user reach every socket the user has open (phone and
+browser alike). The hub is touched only from the event loop thread, so it
+needs no lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from protocol.base import ServerMessage
+from server.outbound import Outgoing
+
+if TYPE_CHECKING:
+    from server.connection import Connection
+
+PresenceListener = Callable[[int, bool], None]
+
+
+class Hub:
+    def __init__(self) -> None:
+        self._by_user: dict[int, set[Connection]] = {}
+        self._all: set[Connection] = set()
+        self._listeners: list[PresenceListener] = []
+
+    def on_presence(self, listener: PresenceListener) -> None:
+        """Call ``listener(user_id, online)`` when a user's first/last socket comes/goes."""
+        self._listeners.append(listener)
+
+    def register(self, conn: Connection) -> None:
+        """A socket opened (not yet authenticated)."""
+        self._all.add(conn)
+
+    def unregister(self, conn: Connection) -> None:
+        """A socket closed; detach it from its user."""
+        self._all.discard(conn)
+        if conn.user is not None:
+            self.detach(conn, conn.user.id)
+
+    def attach(self, conn: Connection, user_id: int) -> None:
+        sockets = self._by_user.setdefault(user_id, set())
+        first = not sockets
+        sockets.add(conn)
+        if first:
+            for listener in self._listeners:
+                listener(user_id, True)
+
+    def detach(self, conn: Connection, user_id: int) -> None:
+        sockets = self._by_user.get(user_id)
+        if not sockets or conn not in sockets:
+            return
+        sockets.discard(conn)
+        if not sockets:
+            del self._by_user[user_id]
+            for listener in self._listeners:
+                listener(user_id, False)
+
+    def sockets(self, user_id: int) -> set[Connection]:
+        return self._by_user.get(user_id, set())
+
+    def socket_count(self, user_id: int) -> int:
+        return len(self._by_user.get(user_id, ()))
+
+    def is_online(self, user_id: int) -> bool:
+        return user_id in self._by_user
+
+    def all_connections(self) -> list[Connection]:
+        return list(self._all)
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._all)
+
+    def send_to_user(self, user_id: int, message: ServerMessage | Outgoing) -> int:
+        """Deliver to all of the user's sockets; returns how many were written."""
+        return self.send_to_users((user_id,), message)
+
+    def send_to_users(self, user_ids: Iterable[int], message: ServerMessage | Outgoing) -> int:
+        out = message if isinstance(message, Outgoing) else Outgoing(message)
+        sent = 0
+        for user_id in user_ids:
+            for conn in tuple(self._by_user.get(user_id, ())):
+                if conn.send_outgoing(out):
+                    sent += 1
+        return sent

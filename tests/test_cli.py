@@ -1,0 +1,194 @@
+"""`digis` as a user runs it: serve on the embedded default, shut down, migrate, config."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from client import AuthClient, Client
+from protocol.codes import CloseCode
+from tests.conftest import wait_closed
+
+_LISTENING = re.compile(r"listening on (http://[\d.]+:\d+)")
+
+
+def digis_command() -> list[str]:
+    script = Path(sys.executable).with_name("digis")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "server.cli"]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DIGIS_", "DATABASE_URL", "REDIS_URL"))
+    }
+    env.update(DIGIS_ARGON2_MEMORY_KIB="1024", DIGIS_LOG_LEVEL="WARNING", DIGIS_PORT="0")
+    env.update(extra)
+    return env
+
+
+class Served:
+    def __init__(self, process: asyncio.subprocess.Process, url: str, lines: list[str]) -> None:
+        self.process = process
+        self.url = url
+        self.lines = lines
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://") + "/ws"
+
+
+@asynccontextmanager
+async def serve(env: dict[str, str], startup_timeout: float = 60) -> AsyncIterator[Served]:
+    process = await asyncio.create_subprocess_exec(
+        *digis_command(), "serve", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    assert process.stderr is not None
+    lines: list[str] = []
+    url = None
+    try:
+        async with asyncio.timeout(startup_timeout):
+            while url is None:
+                raw = await process.stderr.readline()
+                if not raw:
+                    raise AssertionError("digis serve exited early:\n" + "".join(lines))
+                line = raw.decode()
+                lines.append(line)
+                match = _LISTENING.search(line)
+                url = match.group(1) if match else None
+
+        async def pump() -> None:
+            assert process.stderr is not None
+            while raw := await process.stderr.readline():
+                lines.append(raw.decode())
+
+        pumping = asyncio.get_running_loop().create_task(pump())
+        yield Served(process, url, lines)
+        await pumping if process.returncode is not None else None
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_serve_embedded_default_end_to_end(tmp_path: Path) -> None:
+    data_dir = tmp_path / "fresh"
+    started = time.monotonic()
+    async with serve(clean_env(DIGIS_DATA_DIR=str(data_dir))) as served:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(served.url + "/healthz") as response:
+                assert response.status == 200
+        assert time.monotonic() - started < 30
+        async with http_ready(served.url):
+            pass
+        async with AuthClient(served.url) as auth:
+            pair = await auth.register("new@example.com", "newcomer", "a fine password")
+        async with Client.connect(served.ws_url, pair.access_token) as client:
+            assert (await client.request("ping")).server_time > 0
+            assert (await client.request("balance.get")).spendable == 0
+        assert (data_dir / "pg" / "PG_VERSION").exists()
+        assert (data_dir / "jwt_secret").exists()
+        served.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(10):
+            assert await served.process.wait() == 0
+    assert not (data_dir / "pg" / "postmaster.pid").exists(), "embedded PostgreSQL left running"
+
+
+@asynccontextmanager
+async def http_ready(url: str) -> AsyncIterator[None]:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url + "/readyz") as response:
+            assert response.status == 200, await response.text()
+    yield
+
+
+async def test_sigterm_closes_clients_with_1012_and_exits_0(
+    tmp_path: Path, database: str, redis_url: str
+) -> None:
+    env = clean_env(DIGIS_DATA_DIR=str(tmp_path), DATABASE_URL=database, REDIS_URL=redis_url)
+    async with serve(env) as served:
+        async with AuthClient(served.url) as auth:
+            pair = await auth.register("sd@example.com", "shutdown_user", "a fine password")
+        async with Client.connect(served.ws_url, pair.access_token, reconnect=False) as client:
+            assert (await client.request("ping")).server_time > 0
+            started = time.monotonic()
+            served.process.send_signal(signal.SIGTERM)
+            assert await wait_closed(client) == CloseCode.SERVICE_RESTART
+        async with asyncio.timeout(10):
+            assert await served.process.wait() == 0
+        assert time.monotonic() - started < 10
+        assert any("stopped" in line for line in served.lines)
+
+
+async def run_digis(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        *digis_command(),
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_migrate_is_safe_to_run_twice(pg_cluster, tmp_path: Path) -> None:
+    import asyncpg
+
+    admin = await asyncpg.connect(pg_cluster.dsn())
+    await admin.execute("CREATE DATABASE cli_migrate")
+    await admin.close()
+    try:
+        env = clean_env(
+            DATABASE_URL=pg_cluster.dsn("cli_migrate"),
+            DIGIS_DATA_DIR=str(tmp_path),
+            REDIS_URL="redis://127.0.0.1:1/0",
+        )
+        code, _, err = await run_digis("migrate", env=env)
+        assert code == 0, err
+        assert "applied 0001_users" in err
+        code, _, err = await run_digis("migrate", env=env)
+        assert code == 0 and "up to date" in err
+    finally:
+        admin = await asyncpg.connect(pg_cluster.dsn())
+        await admin.execute("DROP DATABASE cli_migrate WITH (FORCE)")
+        await admin.close()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DIGIS_PORT", "eighty"),
+        ("DIGIS_PLATFORM_FEE_PERCENT", "120"),
+        ("DATABASE_URL", "mysql://nope"),
+        ("DIGIS_ALLOWED_ORIGINS", "ftp://x"),
+    ],
+)
+async def test_bad_configuration_fails_with_one_line_naming_it(
+    variable: str, value: str, tmp_path: Path
+) -> None:
+    code, _, err = await run_digis(
+        "serve", env=clean_env(**{variable: value}, DIGIS_DATA_DIR=str(tmp_path))
+    )
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert variable in lines[0]
+
+
+async def test_help_on_every_command() -> None:
+    for args in (("--help",), ("serve", "--help"), ("migrate", "--help")):
+        code, out, _ = await run_digis(*args, env=clean_env())
+        assert code == 0 and "usage: digis" in out
