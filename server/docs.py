@@ -43,9 +43,7 @@ def limits_table() -> str:
     lines.append(
         f"| open sockets per address | - | {limits.MAX_SOCKETS_PER_ADDRESS} (then HTTP 429) |"
     )
-    lines.append(
-        f"| refusals in a row before close 4003 | - | {limits.ABUSE_STRIKES} |"
-    )
+    lines.append(f"| refusals in a row before close 4003 | - | {limits.ABUSE_STRIKES} |")
     return "\n".join(lines)
 
 

@@ -186,4 +186,4 @@ async def test_disabled_user_is_refused(server: RunningServer) -> None:
     status, body = await post(
         server, "/auth/login", {"email": user.email, "password": user.password}
     )
-    assert status == 401
+    assert status == 401 and body["error"]["code"] == "AUTH_REQUIRED"
