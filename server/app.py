@@ -16,10 +16,12 @@ from collections.abc import AsyncIterator
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from billing.ledger import Ledger
 from protocol.codes import CloseCode
 from server import http_api
 from server.appkeys import SERVICES
 from server.auth import AccessTokens, Passwords
+from server.balances import BalancePusher
 from server.config import Settings, jwt_secret
 from server.hub import Hub
 from server.limits import Limits
@@ -64,10 +66,22 @@ def create_app(settings: Settings, *, dsn: str, redis_url: str) -> web.Applicati
             limits=Limits(),
             node_id=settings.node_id or default_node_id(),
         )
+        services.balances = BalancePusher(pool, services.hub)
+        services.ledger = Ledger(
+            pool,
+            settings.platform_fee_bps,
+            on_change=services.balances.changed,
+            observer=services.metrics,
+        )
+        await services.ledger.start()
+        services.balances.start()
+        services.spawn(_release_expired_holds(services), "hold-expiry")
         app[SERVICES] = services
         try:
             yield
         finally:
+            await services.balances.stop()
+            await services.ledger.stop(timeout=settings.shutdown_timeout / 2)
             await services.close()
 
     app.cleanup_ctx.append(services_ctx)
@@ -75,6 +89,16 @@ def create_app(settings: Settings, *, dsn: str, redis_url: str) -> web.Applicati
     http_api.add_routes(app)
     app.router.add_get("/ws", websocket)
     return app
+
+
+async def _release_expired_holds(services: Services, every: float = 30.0) -> None:
+    """Void holds whose timeout passed (a crashed node's forgotten reservations)."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await services.ledger.release_expired_holds()
+        except Exception:
+            log.warning("hold expiry run failed", exc_info=True)
 
 
 async def _shutdown(app: web.Application) -> None:

@@ -79,6 +79,11 @@ class Metrics:
         for close in CloseCode:
             self.closes.labels(str(int(close)))
 
+    def batch_committed(self, ops: int, seconds: float) -> None:
+        """Ledger observer: one batch of ``ops`` committed in ``seconds``."""
+        self.ledger_batch.observe(ops)
+        self.ledger_latency.observe(seconds)
+
     def request_label(self, type_name: str) -> str:
         return type_name if type_name in _KNOWN_TYPES else "unknown"
 

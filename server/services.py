@@ -19,7 +19,9 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
+from billing.ledger import Ledger
 from server.auth import AccessTokens, Passwords
+from server.balances import BalancePusher
 from server.config import Settings
 from server.hub import Hub
 from server.limits import Limits
@@ -44,6 +46,8 @@ class Services:
     limits: Limits
     node_id: str
     started_at: float = field(default_factory=time.time)
+    ledger: Ledger = field(init=False)
+    balances: BalancePusher = field(init=False)
     shutting_down: bool = False
     background: set[asyncio.Task[Any]] = field(default_factory=set)
 

@@ -156,6 +156,10 @@ async def balances(conn: Executor, user_id: int) -> Balances:
         row["kind"]: (row["credits_posted"], row["debits_posted"], row["debits_pending"])
         for row in rows
     }
+    return _balances_from(figures)
+
+
+def _balances_from(figures: dict[str, tuple[int, int, int]]) -> Balances:
     cp, dp, pend = figures.get("wallet", (0, 0, 0))
     e_cp, e_dp, e_pend = figures.get("earnings", (0, 0, 0))
     r_cp, r_dp, _ = figures.get("receivable", (0, 0, 0))
@@ -235,3 +239,20 @@ async def expired_holds(conn: Executor, limit: int = 500) -> list[str]:
         limit,
     )
     return [r["key"] for r in rows]
+
+
+async def balances_many(conn: Executor, user_ids: list[int]) -> dict[int, Balances]:
+    """Balances of several users in one query (for coalesced balance pushes)."""
+    rows = await conn.fetch(
+        """SELECT user_id, kind, credits_posted, debits_posted, debits_pending
+           FROM accounts WHERE user_id = ANY($1::int[])""",
+        user_ids,
+    )
+    figures: dict[int, dict[str, tuple[int, int, int]]] = {}
+    for row in rows:
+        figures.setdefault(row["user_id"], {})[row["kind"]] = (
+            row["credits_posted"],
+            row["debits_posted"],
+            row["debits_pending"],
+        )
+    return {user_id: _balances_from(kinds) for user_id, kinds in figures.items()}

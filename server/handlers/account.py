@@ -7,6 +7,7 @@ import time
 from protocol import requests as rq
 from protocol import results as rs
 from protocol.codes import CloseCode, ErrorCode
+from server.balances import balance_payload
 from server.errors import ApiError
 from server.identity import principal_from_token
 from server.router import Ctx, Router
@@ -79,17 +80,6 @@ async def me_update(ctx: Ctx, req: rq.MeUpdate) -> rs.Profile:
     if user is None:
         raise ApiError(ErrorCode.AUTH_REQUIRED, "user no longer exists")
     return profile(user)
-
-
-def balance_payload(figures: ledger.Balances) -> rs.Balance:
-    return rs.Balance(
-        balance=figures.balance,
-        held=figures.held,
-        spendable=figures.spendable,
-        earnings=figures.earnings,
-        debt=figures.debt,
-        frozen=figures.frozen,
-    )
 
 
 @router.handles(rq.BalanceGet)
