@@ -222,7 +222,11 @@ async def test_random_operation_sequences_keep_every_invariant(
             if action == "replay" and last_payment is not None:
                 payer, value, used_key = last_payment
                 payment = await ledger.pay_creator(
-                    payer=payer, creator=creator, amount=value, key=used_key, kind="tip",
+                    payer=payer,
+                    creator=creator,
+                    amount=value,
+                    key=used_key,
+                    kind="tip",
                     reference="",
                 )
                 assert payment.replayed
@@ -230,7 +234,11 @@ async def test_random_operation_sequences_keep_every_invariant(
             try:
                 if action == "tip":
                     await ledger.pay_creator(
-                        payer=fan, creator=creator, amount=amount, key=key, kind="tip",
+                        payer=fan,
+                        creator=creator,
+                        amount=amount,
+                        key=key,
+                        kind="tip",
                         reference="",
                     )
                     earned += amount - fee_on(amount, FEE_BPS)
@@ -256,8 +264,13 @@ async def test_random_operation_sequences_keep_every_invariant(
                 used = max(1, held * amount // 120)
                 fee = fee_increment(0, used, FEE_BPS)
                 results = await ledger.post_hold(
-                    fan=hold_fan, creator=creator, hold_key=hold_key, amount=used, fee=fee,
-                    key=key, reference="p",
+                    fan=hold_fan,
+                    creator=creator,
+                    hold_key=hold_key,
+                    amount=used,
+                    fee=fee,
+                    key=key,
+                    reference="p",
                 )
                 assert [r.status for r in results] == ["ok", "ok"]
                 model[hold_fan] += held - used
