@@ -198,20 +198,26 @@ class MediaTokenRenewed(SessionEvent, tag="media.token"):
     media: MediaToken
 
 
-class StreamChat(SessionEvent, tag="stream.chat"):
+class SessionChat(SessionEvent, tag="session.chat"):
+    """A chat line in a stream or a call."""
+
     id: int
     user: UserRef
     text: str
     ts: Timestamp
 
 
-class StreamTip(SessionEvent, tag="stream.tip"):
+class SessionTip(SessionEvent, tag="session.tip"):
+    """A tip to the session's creator (broadcast to everyone in it)."""
+
     user: UserRef
     amount: TokenCount
     message: str = ""
 
 
-class StreamGift(SessionEvent, tag="stream.gift"):
+class SessionGift(SessionEvent, tag="session.gift"):
+    """A catalogue gift to the session's creator."""
+
     user: UserRef
     gift: str
     name: str
@@ -254,9 +260,9 @@ SERVER_EVENTS: tuple[type[ServerMessage], ...] = (
     SessionPresence,
     TypingEvent,
     MediaTokenRenewed,
-    StreamChat,
-    StreamTip,
-    StreamGift,
+    SessionChat,
+    SessionTip,
+    SessionGift,
     StreamReactions,
     StreamViewers,
     StreamEnded,

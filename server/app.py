@@ -19,14 +19,16 @@ from aiohttp import web
 from billing.ledger import Ledger
 from protocol.codes import CloseCode
 from server import http_api
+from server.agora.issuer import MediaTokens
 from server.appkeys import SERVICES
 from server.auth import AccessTokens, Passwords
 from server.balances import BalancePusher
 from server.config import Settings, jwt_secret
 from server.hub import Hub
-from server.limits import Limits
+from server.limits import Limits, Rate
 from server.metrics import Metrics
 from server.services import Services, default_node_id
+from server.sessions.registry import SessionRegistry
 from server.ws import websocket
 from storage.db import create_pool
 from storage.migrate import migrate
@@ -63,7 +65,10 @@ def create_app(settings: Settings, *, dsn: str, redis_url: str) -> web.Applicati
             hub=Hub(),
             passwords=Passwords(settings.argon2_memory_kib),
             tokens=AccessTokens(jwt_secret(settings), settings.access_token_ttl),
-            limits=Limits(),
+            limits=Limits(
+                handshake_rate=Rate(settings.handshake_rate, settings.handshake_burst),
+                max_sockets_per_address=settings.max_sockets_per_address,
+            ),
             node_id=settings.node_id or default_node_id(),
         )
         services.balances = BalancePusher(pool, services.hub)
@@ -73,8 +78,20 @@ def create_app(settings: Settings, *, dsn: str, redis_url: str) -> web.Applicati
             on_change=services.balances.changed,
             observer=services.metrics,
         )
+        services.media = MediaTokens(
+            settings.agora_app_id,
+            settings.agora_app_certificate,
+            version=settings.agora_token_version,
+        )
+        if not services.media.enabled:
+            log.warning("Agora is not configured: media tokens are unavailable")
         await services.ledger.start()
         services.balances.start()
+        services.sessions = SessionRegistry(services)
+        settled = await services.sessions.settle_now()
+        if settled:
+            log.warning("settled calls left open by a previous run", extra={"calls": settled})
+        services.sessions.start()
         services.spawn(_release_expired_holds(services), "hold-expiry")
         app[SERVICES] = services
         try:
@@ -108,6 +125,7 @@ async def _shutdown(app: web.Application) -> None:
         return
     services.shutting_down = True
     timeout = services.settings.shutdown_timeout
+    await services.sessions.shutdown(timeout / 2)
     connections = services.hub.all_connections()
     log.info("shutting down", extra={"sockets": len(connections)})
     with contextlib.suppress(TimeoutError):

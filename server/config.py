@@ -288,6 +288,27 @@ VARIABLES: tuple[Var, ...] = (
         "Simultaneous sockets per user.",
     ),
     Var(
+        "DIGIS_HANDSHAKE_RATE",
+        "handshake_rate",
+        "20",
+        _float_range(0.1, 1_000_000),
+        "New WebSockets per second per client address (token bucket rate).",
+    ),
+    Var(
+        "DIGIS_HANDSHAKE_BURST",
+        "handshake_burst",
+        "100",
+        _int_range(1, 10_000_000),
+        "New WebSockets a client address may open at once (token bucket size).",
+    ),
+    Var(
+        "DIGIS_MAX_SOCKETS_PER_ADDRESS",
+        "max_sockets_per_address",
+        "1000",
+        _int_range(1, 10_000_000),
+        "Simultaneous sockets per client address (HTTP 429 beyond).",
+    ),
+    Var(
         "DIGIS_FLUSH_INTERVAL",
         "flush_interval",
         "1.0",
@@ -381,6 +402,9 @@ class Settings:
     send_buffer_bytes: int
     max_pending_requests: int
     max_sockets_per_user: int
+    handshake_rate: float
+    handshake_burst: int
+    max_sockets_per_address: int
     flush_interval: float
     call_invite_timeout: float
     call_grace: float

@@ -38,10 +38,9 @@ def limits_table() -> str:
     lines.append(f"| any request, per socket | {s.per_second:g} | {s.burst:g} |")
     for kind, rate in limits.REQUEST_LIMITS.items():
         lines.append(f"| `{kind}`, per user | {rate.per_second:g} | {rate.burst:g} |")
-    h = limits.HANDSHAKE_RATE
-    lines.append(f"| new sockets, per address | {h.per_second:g} | {h.burst:g} |")
+    lines.append("| new sockets, per address | `DIGIS_HANDSHAKE_RATE` | `DIGIS_HANDSHAKE_BURST` |")
     lines.append(
-        f"| open sockets per address | - | {limits.MAX_SOCKETS_PER_ADDRESS} (then HTTP 429) |"
+        "| open sockets per address | - | `DIGIS_MAX_SOCKETS_PER_ADDRESS` (then HTTP 429) |"
     )
     lines.append(f"| refusals in a row before close 4003 | - | {limits.ABUSE_STRIKES} |")
     return "\n".join(lines)

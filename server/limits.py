@@ -38,16 +38,12 @@ REQUEST_LIMITS: dict[str, Rate] = {
     "tokens.transfer": Rate(5, 10),
     "tokens.purchase": Rate(0.5, 3),
     "payout.request": Rate(0.2, 2),
-    "call.invite": Rate(0.5, 5),
+    "call.invite": Rate(1, 10),
     "stream.start": Rate(0.2, 3),
     "me.update": Rate(1, 5),
 }
-#: New WebSocket handshakes per remote address.
-HANDSHAKE_RATE = Rate(per_second=20, burst=100)
 #: Refusals in a row (without a quiet second) before the socket is closed.
 ABUSE_STRIKES = 50
-#: Simultaneous sockets per remote address.
-MAX_SOCKETS_PER_ADDRESS = 1000
 _MAX_TRACKED = 100_000
 
 
@@ -95,8 +91,18 @@ class _Buckets:
 
 
 class Limits:
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    """Request and handshake limits; handshake figures come from configuration."""
+
+    def __init__(
+        self,
+        *,
+        handshake_rate: Rate = Rate(per_second=20, burst=100),
+        max_sockets_per_address: int = 1000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._clock = clock
+        self.handshake_rate = handshake_rate
+        self.max_sockets_per_address = max_sockets_per_address
         self._user_buckets = _Buckets()
         self._handshakes = _Buckets()
         self._per_address: dict[str, int] = {}
@@ -127,9 +133,9 @@ class Limits:
 
     def check_handshake(self, address: str) -> float:
         """0.0 if a new socket from ``address`` may open, else seconds to wait."""
-        if self._per_address.get(address, 0) >= MAX_SOCKETS_PER_ADDRESS:
+        if self._per_address.get(address, 0) >= self.max_sockets_per_address:
             return 1.0
-        return self._handshakes.take(address, HANDSHAKE_RATE, self._clock())
+        return self._handshakes.take(address, self.handshake_rate, self._clock())
 
     def socket_opened(self, address: str) -> None:
         self._per_address[address] = self._per_address.get(address, 0) + 1

@@ -13,19 +13,24 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import redis.asyncio as aioredis
 
 from billing.ledger import Ledger
+from server.agora.issuer import MediaTokens
 from server.auth import AccessTokens, Passwords
 from server.balances import BalancePusher
 from server.config import Settings
 from server.hub import Hub
 from server.limits import Limits
 from server.metrics import Metrics
+
+if TYPE_CHECKING:
+    from server.sessions.registry import SessionRegistry
 
 log = logging.getLogger("digis.services")
 
@@ -48,6 +53,9 @@ class Services:
     started_at: float = field(default_factory=time.time)
     ledger: Ledger = field(init=False)
     balances: BalancePusher = field(init=False)
+    media: MediaTokens = field(init=False)
+    sessions: SessionRegistry = field(init=False)
+    clock: Callable[[], float] = time.monotonic
     shutting_down: bool = False
     background: set[asyncio.Task[Any]] = field(default_factory=set)
 

@@ -105,6 +105,8 @@ def settings(tmp_path: Path) -> Settings:
             "DIGIS_ARGON2_MEMORY_KIB": "1024",
             "DIGIS_JWT_SECRET": "test-secret-" + "x" * 40,
             "DIGIS_LOG_LEVEL": "WARNING",
+            "DIGIS_HANDSHAKE_RATE": "10000",
+            "DIGIS_HANDSHAKE_BURST": "10000",
         }
     )
 
@@ -198,3 +200,33 @@ async def wait_closed(client: Client, timeout: float = 10.0) -> int | None:
         async for _event in client.events():
             pass
     return client.close_code
+
+
+async def quick_user(server: RunningServer, role: str = "fan", tokens: int = 0) -> TestUser:
+    """A user created directly (no argon2), with an access token and optional tokens."""
+    from storage import users as user_store
+
+    n = next(_user_counter)
+    username = f"q{role[0]}{n}_{os.getpid() % 1000}"
+    async with server.services.pool.acquire() as conn:
+        row = await user_store.create_user(
+            conn,
+            email=f"{username}@example.com",
+            username=username,
+            password_hash="not-a-login-user",
+            role=role,
+        )
+    if tokens:
+        await server.services.ledger.credit_purchase(
+            user=row.id, tokens=tokens, key=f"test-grant:{row.id}:{n}", reference="test"
+        )
+    token, _ = server.services.tokens.issue(row.id, role)
+    return TestUser(
+        id=row.id,
+        username=username,
+        email=row.email,
+        password="",
+        role=role,
+        access_token=token,
+        refresh_token="",
+    )

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from protocol.base import Request
-from server.handlers import account, economy
+from server.handlers import account, calls, economy, sessions, streams
 from server.router import Route, Router
 
 _root = Router()
-for _module in (account, economy):
+for _module in (account, economy, calls, streams, sessions):
     _root.include(_module.router)
 
 ROUTES: dict[type[Request], Route] = _root.routes

@@ -1,0 +1,113 @@
+"""Settle calls whose actor is gone (server crash): never charge beyond the checkpoint.
+
+A call's usage is checkpointed every flush interval; its holds are pending
+transfers referencing the session. Settling posts, across the call's open
+holds in order, exactly ``checkpoint - already posted`` tokens (with the
+cumulative fee rule), voids what is left, and marks the call ended. Keys are
+derived from the hold keys, so settling twice (two nodes, a retry) is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import asyncpg
+
+from billing.fees import fee_increment, fee_on
+from billing.ledger import Ledger
+from storage import sessions
+from storage.sessions import CallCheckpoint, CallRow
+
+log = logging.getLogger("digis.settlement")
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    session: str
+    charged: int
+    posted_now: int
+    released_holds: int
+
+
+async def _hold_state(pool: asyncpg.Pool, session: str) -> tuple[list[tuple[str, int]], int]:
+    """Open holds (key, amount) in creation order, and tokens already posted."""
+    rows = await pool.fetch(
+        """SELECT p.key, p.amount FROM transfers p
+           WHERE p.reference = $1 AND p.phase = 'pending'
+             AND NOT EXISTS (SELECT 1 FROM transfers r WHERE r.pending_id = p.id)
+           ORDER BY p.id""",
+        session,
+    )
+    posted = await pool.fetchval(
+        "SELECT coalesce(sum(amount), 0) FROM transfers WHERE reference = $1 AND phase = 'post'",
+        session,
+    )
+    return [(r["key"], int(r["amount"])) for r in rows], int(posted)
+
+
+async def settle_call(pool: asyncpg.Pool, ledger: Ledger, call: CallRow) -> Settled:
+    """Post the checkpointed usage of ``call``, release the rest, end the call."""
+    holds, posted = await _hold_state(pool, call.id)
+    posted_before = posted
+    target = max(call.tokens_charged, posted)
+    remaining = target - posted
+    released = 0
+    for hold_key, amount in holds:
+        if remaining > 0:
+            take = min(remaining, amount)
+            fee = fee_increment(posted, posted + take, call.fee_bps)
+            results = await ledger.post_hold(
+                fan=call.fan_id,
+                creator=call.creator_id,
+                hold_key=hold_key,
+                amount=take,
+                fee=fee,
+                key=f"{hold_key}:settle",
+                reference=call.id,
+            )
+            if results[0].applied:
+                posted += take
+                remaining -= take
+        else:
+            await ledger.void_hold(fan=call.fan_id, hold_key=hold_key, key=f"{hold_key}:settle")
+            released += 1
+    fee = fee_on(posted, call.fee_bps)
+    checkpoint = CallCheckpoint(call.id, call.billed_seconds, posted, fee, posted - fee)
+    await sessions.end_call(
+        pool,
+        session=call.id,
+        totals=checkpoint,
+        reason="server_error",
+        ended_at=call.checkpoint_at.timestamp(),
+    )
+    log.warning(
+        "call settled after its actor was lost",
+        extra={"session": call.id, "charged": posted, "released_holds": released},
+    )
+    return Settled(call.id, posted, posted - posted_before, released)
+
+
+async def settle_orphans(
+    pool: asyncpg.Pool,
+    ledger: Ledger,
+    *,
+    node_id: str,
+    stale_seconds: float,
+    live: set[str],
+) -> list[Settled]:
+    """Settle calls of a previous incarnation of this node and of silent nodes.
+
+    ``live`` are the sessions this process is running (never touched).
+    """
+    done: list[Settled] = []
+    for call in await sessions.calls_to_settle(pool, node_id=node_id, stale_seconds=stale_seconds):
+        if call.id in live:
+            continue
+        done.append(await settle_call(pool, ledger, call))
+    ended = await sessions.end_stale_streams(
+        pool, node_id=node_id, stale_seconds=stale_seconds, live=live
+    )
+    if ended:
+        log.warning("streams ended after their node was lost", extra={"streams": ended})
+    return done
