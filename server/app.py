@@ -69,7 +69,7 @@ def create_app(settings: Settings, *, dsn: str, redis_url: str) -> web.Applicati
                 handshake_rate=Rate(settings.handshake_rate, settings.handshake_burst),
                 max_sockets_per_address=settings.max_sockets_per_address,
             ),
-            node_id=settings.node_id or default_node_id(),
+            node_id=settings.node_id or default_node_id(settings.port),
         )
         services.balances = BalancePusher(pool, services.hub)
         services.ledger = Ledger(

@@ -357,7 +357,14 @@ VARIABLES: tuple[Var, ...] = (
         _float_range(0, 7 * 86400),
         "Seconds between automatic payout runs (0 = off).",
     ),
-    Var("DIGIS_NODE_ID", "node_id", "", _optional_str, "This node's id. Unset: host-pid."),
+    Var(
+        "DIGIS_NODE_ID",
+        "node_id",
+        "",
+        _optional_str,
+        "This node's id, stable across restarts (calls it left open are settled at start). "
+        "Unset: host:port.",
+    ),
     Var(
         "DIGIS_ARGON2_MEMORY_KIB",
         "argon2_memory_kib",

@@ -35,8 +35,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("digis.services")
 
 
-def default_node_id() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
+def default_node_id(port: int) -> str:
+    """Stable across restarts on the same host and port, so a restarted node
+    recognises (and settles) the calls its previous incarnation left open."""
+    host = socket.gethostname()
+    return f"{host}:{port}" if port else f"{host}:pid{os.getpid()}"
 
 
 @dataclass

@@ -34,6 +34,9 @@ class CallActor(SessionActor):
         self.started_wall = started_wall
         self.ended_wall: float | None = None
         self.chat_ids = 0
+        #: What the flusher last wrote, and when (monotonic).
+        self.flushed: CallCheckpoint | None = None
+        self.flushed_at = 0.0
 
     # --- membership -------------------------------------------------------------------
 

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from server.sessions.registry import SessionRegistry
 
 log = logging.getLogger("digis.flusher")
+#: Even an unchanged (paused) call is checkpointed this often, as a liveness heartbeat.
+HEARTBEAT_EVERY = 10.0
 _RETRYABLE: tuple[type[BaseException], ...] = (*UNAVAILABLE_ERRORS, TimeoutError)
 
 
@@ -52,11 +54,15 @@ class Flusher:
         """Write one batch; False if the database refused it (kept for the next try)."""
         registry = self.registry
         services = registry.services
+        now = time.monotonic()
         calls = []
+        written = []
         for actor in list(registry.calls.values()):
-            if actor.dirty:
-                actor.dirty = False
-                calls.append(actor.checkpoint())
+            checkpoint = actor.checkpoint()
+            stale = now - actor.flushed_at >= HEARTBEAT_EVERY
+            if checkpoint != actor.flushed or stale:
+                calls.append(checkpoint)
+                written.append(actor)
         streams = []
         for stream in list(registry.streams.values()):
             if stream.dirty:
@@ -75,13 +81,14 @@ class Flusher:
                 await store.flush_streams(conn, streams, marks, chat)
         except _RETRYABLE as exc:
             self.failures += 1
-            for actor in registry.calls.values():
-                actor.dirty = True
             for stream in registry.streams.values():
                 stream.dirty = True
             log.warning("flush failed; will retry", extra={"error": repr(exc)})
             return False
         self._marks, self._chat = [], []
+        for actor, checkpoint in zip(written, calls, strict=True):
+            actor.flushed = checkpoint
+            actor.flushed_at = now
         elapsed = time.perf_counter() - started
         rows = len(calls) + len(streams) + len(marks) + len(chat)
         self.flushes += 1
