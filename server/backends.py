@@ -36,11 +36,17 @@ class Backends:
         rd = "embedded Redis" if self.redis else "Redis at REDIS_URL"
         return f"{pg}, {rd}"
 
-    def stop(self) -> None:
-        """Stop the embedded services this process started (no-op for URLs)."""
-        if self.redis is not None:
+    def stop(self, *, adopted: bool = False) -> None:
+        """Stop the embedded services this process started.
+
+        Services given by URL are never stopped. Embedded ones that were
+        already running are stopped only with ``adopted`` (``digis serve``
+        owns the embedded services even after a crash left them running;
+        ``migrate``, ``seed`` and ``ledger verify`` must not stop a server's).
+        """
+        if self.redis is not None and (adopted or self.redis.started_here):
             self.redis.stop()
-        if self.postgres is not None:
+        if self.postgres is not None and (adopted or self.postgres.started_here):
             self.postgres.stop()
 
 
@@ -56,9 +62,12 @@ async def ensure_database(admin_dsn: str, name: str) -> None:
 
 
 async def start_backends(
-    settings: Settings, progress: Callable[[str], None] = lambda _msg: None
+    settings: Settings,
+    progress: Callable[[str], None] = lambda _msg: None,
+    *,
+    with_redis: bool = True,
 ) -> Backends:
-    """Resolve both services, starting embedded ones as needed."""
+    """Resolve both services, starting embedded ones as needed (Redis only if asked)."""
     postgres: EmbeddedPostgres | None = None
     redis: EmbeddedRedis | None = None
     data_dir = settings.data_path
@@ -72,8 +81,8 @@ async def start_backends(
             admin = await asyncio.to_thread(postgres.start)
             await ensure_database(admin, DATABASE_NAME)
             dsn = postgres.dsn(DATABASE_NAME)
-        if settings.redis_url:
-            redis_url = settings.redis_url
+        if settings.redis_url or not with_redis:
+            redis_url = settings.redis_url or ""
         else:
             progress(f"starting embedded Redis in {data_dir / 'redis'}")
             redis = EmbeddedRedis(data_dir)

@@ -14,7 +14,9 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
 
 from server import logs
 from server.config import ConfigError, Settings, load, markdown_table
@@ -84,32 +86,86 @@ async def _serve(settings: Settings) -> int:
         finally:
             await runner.cleanup()
     finally:
-        await asyncio.to_thread(backends.stop)
+        await asyncio.to_thread(lambda: backends.stop(adopted=True))
     _say("stopped")
     return 0
 
 
-async def _migrate(settings: Settings) -> int:
+@contextlib.asynccontextmanager
+async def _database(settings: Settings) -> AsyncIterator[tuple[Any, list[str]]]:
+    """A connection to the configured (or embedded) database, migrated first.
+
+    Embedded services this command had to start are stopped afterwards; a
+    running `digis serve`'s are left alone.
+    """
     import asyncpg
 
     from server.backends import start_backends
     from storage.migrate import migrate
 
-    backends = await start_backends(settings, progress=_say)
+    backends = await start_backends(settings, progress=_say, with_redis=False)
     try:
         conn = await asyncpg.connect(backends.dsn)
         try:
             applied = await migrate(conn)
+            yield conn, applied
         finally:
             await conn.close()
     finally:
         await asyncio.to_thread(backends.stop)
+
+
+async def _migrate(settings: Settings) -> int:
+    async with _database(settings) as (_conn, applied):
+        pass
     if applied:
         for name in applied:
             _say(f"applied {name}")
     else:
         _say("database is up to date")
     return 0
+
+
+async def _seed(settings: Settings, args: argparse.Namespace) -> int:
+    from server.config import jwt_secret
+    from server.seed import SeedPlan, seed, write
+
+    plan = SeedPlan(
+        fans=args.fans,
+        creators=args.creators,
+        tokens=args.tokens,
+        video_rate=args.rate,
+        voice_rate=args.rate,
+        prefix=args.prefix,
+        password=args.password,
+        token_ttl=args.token_ttl,
+    )
+    started = time.monotonic()
+    async with _database(settings) as (conn, _applied):
+        document = await seed(
+            conn,
+            plan,
+            jwt_secret=jwt_secret(settings),
+            argon2_memory_kib=settings.argon2_memory_kib,
+        )
+    write(document, args.out)
+    _say(
+        f"seeded {plan.creators} creators and {plan.fans} fans ({plan.tokens} tokens each) "
+        f"in {time.monotonic() - started:.1f} s -> {args.out}"
+    )
+    return 0
+
+
+async def _ledger_verify(settings: Settings) -> int:
+    from billing.verify import verify
+
+    async with _database(settings) as (conn, _applied):
+        report = await verify(conn)
+    for problem in report.problems:
+        print(problem)
+    verdict = "consistent" if report.ok else f"{len(report.problems)} problem(s)"
+    print(f"ledger: {report.accounts} accounts, {report.transfers} transfers: {verdict}")
+    return 0 if report.ok else 1
 
 
 def _run(coro_factory: object) -> int:
@@ -140,6 +196,29 @@ def build_parser() -> argparse.ArgumentParser:
         description="Apply pending SQL migrations (safe to run repeatedly).",
     )
     migrate.add_argument("--data-dir", help="data directory (default: DIGIS_DATA_DIR or ./.digis)")
+    seed = sub.add_parser(
+        "seed",
+        help="create many users with tokens (load tests, demos)",
+        description="Create creators and fans in bulk, grant fans tokens, and write their "
+        "access tokens to a JSON file.",
+    )
+    seed.add_argument("--fans", type=int, default=100, help="fans to create (default 100)")
+    seed.add_argument("--creators", type=int, default=10, help="creators (default 10)")
+    seed.add_argument("--tokens", type=int, default=10_000, help="tokens per fan (default 10000)")
+    seed.add_argument("--rate", type=int, default=60, help="creators' tokens/minute (default 60)")
+    seed.add_argument("--prefix", default="", help="username prefix (default: random)")
+    seed.add_argument("--password", default="loadtest-password", help="password for all")
+    seed.add_argument("--token-ttl", type=int, default=3600, help="access token lifetime, s")
+    seed.add_argument("--out", type=Path, default=Path("seed.json"), help="output file")
+    seed.add_argument("--data-dir", help="data directory (default: DIGIS_DATA_DIR or ./.digis)")
+    ledger_cmd = sub.add_parser("ledger", help="ledger tools", description="Ledger tools (verify).")
+    ledger_sub = ledger_cmd.add_subparsers(dest="ledger_command", metavar="ACTION")
+    verify_cmd = ledger_sub.add_parser(
+        "verify",
+        help="recompute every balance from the transfers and report mismatches",
+        description="Exit 0 if the ledger is consistent, 1 with a list of problems otherwise.",
+    )
+    verify_cmd.add_argument("--data-dir", help="data directory (default: ./.digis)")
     config = sub.add_parser(
         "config", help="list configuration variables", description="List environment variables."
     )
@@ -173,11 +252,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(_serve(settings))
         if args.command == "migrate":
             return _run(_migrate(settings))
+        if args.command == "seed":
+            return _run(_seed(settings, args))
+        if args.command == "ledger":
+            if args.ledger_command != "verify":
+                parser.parse_args(["ledger", "--help"])
+            return _run(_ledger_verify(settings))
     except ConfigError as exc:
         _say(f"configuration error: {exc}")
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        log.debug("command failed", exc_info=True)
+        _say(f"error: {exc}")
+        return 1
     parser.error(f"unknown command {args.command!r}")
 
 

@@ -68,6 +68,8 @@ class EmbeddedPostgres:
         self.pgdata = self.data_dir / "pg"
         self.durable = durable
         self._run_as: str | None = None
+        #: True when this object started the server (so it should stop it too).
+        self.started_here = False
 
     @property
     def port(self) -> int:
@@ -156,6 +158,8 @@ class EmbeddedPostgres:
             ],
             timeout=90,
         )
+        if result.returncode == 0:
+            self.started_here = True
         if result.returncode != 0:
             tail = self._log_tail()
             raise EmbeddedServiceError(
@@ -217,6 +221,7 @@ class EmbeddedRedis:
         self.data_dir = data_dir.resolve()
         self.workdir = self.data_dir / "redis"
         self.persist = persist
+        self.started_here = False
 
     @property
     def port(self) -> int:
@@ -281,6 +286,7 @@ class EmbeddedRedis:
         result = subprocess.run(args, capture_output=True, text=True, timeout=30, check=False)
         if result.returncode != 0:
             raise EmbeddedServiceError(f"embedded Redis failed to start: {result.stderr.strip()}")
+        self.started_here = True
         deadline = time.monotonic() + 10
         while not _port_is_open(port):
             if time.monotonic() > deadline:

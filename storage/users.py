@@ -185,3 +185,42 @@ async def set_availability(conn: Executor, user_id: int, availability: str) -> C
     )
     assert record is not None
     return CreatorSettings(**dict(record.items()))
+
+
+async def create_users_bulk(
+    conn: Conn, rows: list[tuple[str, str, str, str]], *, video_rate: int, voice_rate: int
+) -> list[tuple[int, str, str]]:
+    """Insert many users (email, username, password_hash, role) with their accounts.
+
+    Returns (id, username, role) per user, in input order. One transaction,
+    a few set-based statements: used by ``digis seed`` for load tests.
+    """
+    async with conn.transaction():
+        created = await conn.fetch(
+            """INSERT INTO users (email, username, password_hash, role, display_name)
+               SELECT e, u, h, r, u FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+                      WITH ORDINALITY AS v(e, u, h, r, n)
+               ORDER BY n
+               RETURNING id, username, role""",
+            [r[0] for r in rows],
+            [r[1] for r in rows],
+            [r[2] for r in rows],
+            [r[3] for r in rows],
+        )
+        await conn.execute(
+            """INSERT INTO accounts (user_id, kind, debits_must_not_exceed_credits)
+               SELECT u.id, k.kind, k.kind <> 'receivable'
+               FROM users u CROSS JOIN (VALUES ('wallet'), ('frozen'), ('receivable'),
+                                               ('earnings'), ('payout_pending')) AS k(kind)
+               WHERE u.id = ANY($1::int[])
+                 AND (u.role = 'creator' OR k.kind NOT IN ('earnings', 'payout_pending'))""",
+            [r["id"] for r in created],
+        )
+        await conn.execute(
+            """INSERT INTO creator_settings (user_id, video_rate, voice_rate)
+               SELECT id, $2, $3 FROM users WHERE id = ANY($1::int[]) AND role = 'creator'""",
+            [r["id"] for r in created if r["role"] == "creator"],
+            video_rate,
+            voice_rate,
+        )
+    return [(r["id"], r["username"], r["role"]) for r in created]

@@ -128,3 +128,51 @@ async def test_help_on_every_command() -> None:
     for args in (("--help",), ("serve", "--help"), ("migrate", "--help")):
         code, out, _ = await run_digis(*args, env=clean_env())
         assert code == 0 and "usage: digis" in out
+
+
+async def test_seed_then_ledger_verify(tmp_path: Path, pg_cluster) -> None:
+    import json
+
+    import asyncpg
+
+    admin = await asyncpg.connect(pg_cluster.dsn())
+    await admin.execute("CREATE DATABASE cli_seed")
+    await admin.close()
+    try:
+        out = tmp_path / "seed.json"
+        env = clean_env(
+            DATABASE_URL=pg_cluster.dsn("cli_seed"),
+            DIGIS_DATA_DIR=str(tmp_path),
+            DIGIS_JWT_SECRET="seed-secret-" + "s" * 40,
+        )
+        code, _, err = await run_digis(
+            "seed", "--fans", "30", "--creators", "3", "--tokens", "250", "--out", str(out), env=env
+        )
+        assert code == 0, err
+        document = json.loads(out.read_text())
+        roles = [u["role"] for u in document["users"]]
+        assert roles.count("creator") == 3 and roles.count("fan") == 30
+        code, out_text, err = await run_digis("ledger", "verify", env=env)
+        assert code == 0, err
+        assert "30 transfers: consistent" in out_text
+        conn = await asyncpg.connect(pg_cluster.dsn("cli_seed"))
+        try:
+            wallet = await conn.fetchval(
+                "SELECT credits_posted FROM accounts WHERE user_id = $1 AND kind = 'wallet'",
+                document["users"][-1]["id"],
+            )
+            assert wallet == 250
+            # break the ledger behind its back: verify must notice and fail
+            await conn.execute("ALTER TABLE accounts DISABLE TRIGGER ALL")
+            await conn.execute(
+                "UPDATE accounts SET credits_posted = credits_posted + 1 WHERE id = ("
+                "SELECT id FROM accounts WHERE kind = 'wallet' LIMIT 1)"
+            )
+        finally:
+            await conn.close()
+        code, out_text, _ = await run_digis("ledger", "verify", env=env)
+        assert code == 1 and "problem" in out_text
+    finally:
+        admin = await asyncpg.connect(pg_cluster.dsn())
+        await admin.execute("DROP DATABASE cli_seed WITH (FORCE)")
+        await admin.close()
