@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from billing.ledger import Ledger
+from billing.stripe_gateway import StripeGateway
 from protocol.codes import CloseCode
 from server import http_api
 from server.agora.issuer import MediaTokens
@@ -27,6 +28,7 @@ from server.config import Settings, jwt_secret
 from server.hub import Hub
 from server.limits import Limits, Rate
 from server.metrics import Metrics
+from server.payments_http import add_payment_routes, start_payment_tasks
 from server.services import Services, default_node_id
 from server.sessions.registry import SessionRegistry
 from server.ws import websocket
@@ -85,8 +87,10 @@ def create_app(settings: Settings, *, dsn: str, redis_url: str) -> web.Applicati
         )
         if not services.media.enabled:
             log.warning("Agora is not configured: media tokens are unavailable")
+        services.stripe = StripeGateway(settings.stripe_secret_key, settings.stripe_api_base)
         await services.ledger.start()
         services.balances.start()
+        start_payment_tasks(services)
         services.sessions = SessionRegistry(services)
         settled = await services.sessions.settle_now()
         if settled:
@@ -100,10 +104,12 @@ def create_app(settings: Settings, *, dsn: str, redis_url: str) -> web.Applicati
             await services.balances.stop()
             await services.ledger.stop(timeout=settings.shutdown_timeout / 2)
             await services.close()
+            await services.stripe.close()
 
     app.cleanup_ctx.append(services_ctx)
     app.on_shutdown.append(_shutdown)
     http_api.add_routes(app)
+    add_payment_routes(app)
     app.router.add_get("/ws", websocket)
     return app
 

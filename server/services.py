@@ -21,6 +21,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from billing.ledger import Ledger
+from billing.stripe_gateway import StripeGateway
 from server.agora.issuer import MediaTokens
 from server.auth import AccessTokens, Passwords
 from server.balances import BalancePusher
@@ -55,6 +56,7 @@ class Services:
     node_id: str
     started_at: float = field(default_factory=time.time)
     ledger: Ledger = field(init=False)
+    stripe: StripeGateway = field(init=False)
     balances: BalancePusher = field(init=False)
     media: MediaTokens = field(init=False)
     sessions: SessionRegistry = field(init=False)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from protocol.base import Request
-from server.handlers import account, calls, economy, sessions, streams
+from server.handlers import account, calls, economy, payments, sessions, streams
 from server.router import Route, Router
 
 _root = Router()
-for _module in (account, economy, calls, streams, sessions):
+for _module in (account, economy, calls, streams, sessions, payments):
     _root.include(_module.router)
 
 ROUTES: dict[type[Request], Route] = _root.routes
