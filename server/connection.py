@@ -145,7 +145,9 @@ class Connection:
         except (TimeoutError, ConnectionError, RuntimeError):
             pass
         finally:
-            if not self.transport.is_closing():
+            # A graceful close waits for the send buffer to drain, which a slow
+            # consumer never does: drop the connection instead.
+            if not self.transport.is_closing() or self.transport.get_write_buffer_size():
                 self.transport.abort()
 
     async def close(self, code: CloseCode, reason: str) -> None:
@@ -276,14 +278,6 @@ class Connection:
             code = ErrorCode.CREATOR_ONLY if route.role == "creator" else ErrorCode.ADMIN_ONLY
             self.send_error(request.id, code, f"`{kind}` is for {route.role}s only", request_id)
             return
-        if self.pending >= self.services.settings.max_pending_requests:
-            self.send_error(
-                request.id,
-                ErrorCode.TOO_MANY_PENDING,
-                f"at most {self.services.settings.max_pending_requests} requests in flight",
-                request_id,
-            )
-            return
         refusal = self.services.limits.check_request(self, kind)
         if refusal is not None:
             self.send_error(
@@ -295,6 +289,14 @@ class Connection:
             )
             if refusal.close:
                 self.close_soon(CloseCode.RATE_LIMITED, "sustained rate limit abuse")
+            return
+        if self.pending >= self.services.settings.max_pending_requests:
+            self.send_error(
+                request.id,
+                ErrorCode.TOO_MANY_PENDING,
+                f"at most {self.services.settings.max_pending_requests} requests in flight",
+                request_id,
+            )
             return
         self.pending += 1
         task = self._loop.create_task(self._run(route, request, request_id))

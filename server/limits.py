@@ -1,9 +1,10 @@
 """Abuse limits: token buckets per socket, per user and per address.
 
 ``REQUEST_LIMITS`` is the documented table (README "Limits"). A request over
-its bucket is answered with ``RATE_LIMIT_EXCEEDED`` (and ``retryAfterMs``);
-a socket that keeps hammering after being refused (``ABUSE_STRIKES``
-refusals without a pause) is closed with 4003.
+its bucket is answered with ``RATE_LIMIT_EXCEEDED`` (and ``retryAfterMs``).
+Each refusal adds a strike and each accepted request removes one; a socket
+that reaches ``ABUSE_STRIKES`` (sustained hammering, not a burst) is closed
+with 4003.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ REQUEST_LIMITS: dict[str, Rate] = {
     "stream.start": Rate(0.2, 3),
     "me.update": Rate(1, 5),
 }
-#: Refusals in a row (without a quiet second) before the socket is closed.
+#: Refusals (net of accepted requests) before the socket is closed with 4003.
 ABUSE_STRIKES = 50
 _MAX_TRACKED = 100_000
 
@@ -120,7 +121,9 @@ class Limits:
                 wait = self._user_buckets.take((conn.user.id, kind), rate, now)
                 limit = kind
         if wait == 0.0:
-            conn.state["strikes"] = 0
+            strikes = int(conn.state.get("strikes", 0))
+            if strikes:
+                conn.state["strikes"] = strikes - 1
             return None
         strikes = int(conn.state.get("strikes", 0)) + 1
         conn.state["strikes"] = strikes
