@@ -29,6 +29,7 @@ from server.hub import Hub
 from server.limits import Limits, Rate
 from server.metrics import Metrics
 from server.payments_http import add_payment_routes, start_payment_tasks
+from server.presence import Presence
 from server.services import Services, default_node_id
 from server.sessions.registry import SessionRegistry
 from server.ws import websocket
@@ -91,6 +92,8 @@ def create_app(settings: Settings, *, dsn: str, redis_url: str) -> web.Applicati
         await services.ledger.start()
         services.balances.start()
         start_payment_tasks(services)
+        services.presence = Presence(redis, services.hub, services.node_id)
+        services.presence.start()
         services.sessions = SessionRegistry(services)
         settled = await services.sessions.settle_now()
         if settled:
@@ -101,6 +104,7 @@ def create_app(settings: Settings, *, dsn: str, redis_url: str) -> web.Applicati
         try:
             yield
         finally:
+            await services.presence.stop()
             await services.balances.stop()
             await services.ledger.stop(timeout=settings.shutdown_timeout / 2)
             await services.close()

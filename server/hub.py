@@ -63,6 +63,9 @@ class Hub:
     def socket_count(self, user_id: int) -> int:
         return len(self._by_user.get(user_id, ()))
 
+    def online_users(self) -> list[int]:
+        return list(self._by_user)
+
     def is_online(self, user_id: int) -> bool:
         return user_id in self._by_user
 

@@ -31,6 +31,7 @@ from server.limits import Limits
 from server.metrics import Metrics
 
 if TYPE_CHECKING:
+    from server.presence import Presence
     from server.sessions.registry import SessionRegistry
 
 log = logging.getLogger("digis.services")
@@ -60,6 +61,7 @@ class Services:
     balances: BalancePusher = field(init=False)
     media: MediaTokens = field(init=False)
     sessions: SessionRegistry = field(init=False)
+    presence: Presence = field(init=False)
     clock: Callable[[], float] = time.monotonic
     shutting_down: bool = False
     background: set[asyncio.Task[Any]] = field(default_factory=set)

@@ -224,3 +224,14 @@ async def create_users_bulk(
             voice_rate,
         )
     return [(r["id"], r["username"], r["role"]) for r in created]
+
+
+async def availability_of(conn: Executor, user_ids: list[int]) -> dict[int, str]:
+    """Creators' availability settings (online/busy/away), by user id."""
+    if not user_ids:
+        return {}
+    rows = await conn.fetch(
+        "SELECT user_id, availability FROM creator_settings WHERE user_id = ANY($1::int[])",
+        user_ids,
+    )
+    return {r["user_id"]: r["availability"] for r in rows}

@@ -89,22 +89,30 @@ async def balance_get(ctx: Ctx, req: rq.BalanceGet) -> rs.Balance:
 
 @router.handles(rq.PresenceGet)
 async def presence_get(ctx: Ctx, req: rq.PresenceGet) -> rs.PresenceList:
-    """Creators' presence is public; a fan's is visible to creators and to the fan."""
+    """Creators' presence is public; a fan's is visible to creators and to the fan.
+
+    Answers across nodes from Redis; from this node only while Redis is down.
+    """
     wanted = list(dict.fromkeys(req.users))
     rows = {u.id: u for u in await users.get_users(ctx.services.pool, wanted)}
-    hub = ctx.services.hub
-    out: list[rs.UserPresence] = []
-    for user_id in wanted:
-        row = rows.get(user_id)
-        visible = row is not None and (
+    visible = [
+        user_id
+        for user_id in wanted
+        if (row := rows.get(user_id)) is not None
+        and row.active
+        and (
             row.role == "creator" or ctx.user.role in ("creator", "admin") or row.id == ctx.user.id
         )
-        online = visible and row is not None and row.active and hub.is_online(user_id)
-        availability = "offline"
-        if online and row is not None and row.role == "creator":
-            settings = await users.get_creator_settings(ctx.services.pool, user_id)
-            availability = settings.availability if settings else "online"
-        elif online:
-            availability = "online"
-        out.append(rs.UserPresence(user=user_id, online=online, availability=availability))  # type: ignore[arg-type]
+    ]
+    online = await ctx.services.presence.online(visible)
+    creators = [u for u in online if rows[u].role == "creator"]
+    availability = await users.availability_of(ctx.services.pool, creators)
+    out = [
+        rs.UserPresence(
+            user=user_id,
+            online=user_id in online,
+            availability=availability.get(user_id, "online") if user_id in online else "offline",  # type: ignore[arg-type]
+        )
+        for user_id in wanted
+    ]
     return rs.PresenceList(users=out)

@@ -50,6 +50,7 @@ class SessionRegistry:
         self.calls[actor.session] = actor
         for user in actor.core.participants:
             self.user_call[user] = actor.session
+        self.services.presence.link(*actor.core.participants)
         self.services.metrics.actors.labels("call").inc()
 
     def add_stream(self, actor: StreamActor) -> None:
@@ -59,6 +60,7 @@ class SessionRegistry:
 
     def remove(self, actor: SessionActor) -> None:
         if isinstance(actor, CallActor) and self.calls.pop(actor.session, None) is not None:
+            self.services.presence.unlink(*actor.core.participants)
             for user in actor.core.participants:
                 if self.user_call.get(user) == actor.session:
                     del self.user_call[user]
