@@ -113,6 +113,12 @@ class PayoutRequest(Request, tag="payout.request"):
     tokens: Tokens
 
 
+class PayoutAccountSet(Request, tag="payout.account.set"):
+    """Creators: the Stripe connected account (``acct_...``) payouts are sent to."""
+
+    account: Annotated[str, Meta(pattern=r"^acct_[A-Za-z0-9]{6,64}$")]
+
+
 # --- creators and calls ------------------------------------------------------
 
 
@@ -274,6 +280,7 @@ CLIENT_REQUESTS: tuple[type[Request], ...] = (
     PackagesList,
     TokensPurchase,
     PayoutRequest,
+    PayoutAccountSet,
     CreatorRatesSet,
     CreatorAvailabilitySet,
     CallInvite,

@@ -130,6 +130,10 @@ class PayoutResult(Payload):
     status: str
 
 
+class PayoutAccount(Payload):
+    account: str
+
+
 class Rates(Payload):
     video: TokenCount
     voice: TokenCount
@@ -298,6 +302,7 @@ RESULTS: dict[type[Request], type[Payload]] = {
     rq.PackagesList: PackageList,
     rq.TokensPurchase: PurchaseResult,
     rq.PayoutRequest: PayoutResult,
+    rq.PayoutAccountSet: PayoutAccount,
     rq.CreatorRatesSet: Rates,
     rq.CreatorAvailabilitySet: AvailabilityResult,
     rq.CallInvite: InviteResult,
