@@ -168,6 +168,34 @@ async def _ledger_verify(settings: Settings) -> int:
     return 0 if report.ok else 1
 
 
+def _services(settings: Settings, args: argparse.Namespace) -> int:
+    """Start, stop or show the embedded PostgreSQL and Redis of a data directory."""
+    import warnings
+
+    from storage.embedded import EmbeddedPostgres, EmbeddedRedis
+
+    which = {"postgres", "redis"}
+    if args.postgres or args.redis:
+        which = {name for name in which if getattr(args, name)}
+    data = settings.data_path
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        postgres = EmbeddedPostgres(data)
+        redis = EmbeddedRedis(data)
+        for name in sorted(which):
+            service = postgres if name == "postgres" else redis
+            if args.action == "start":
+                url = service.start()
+                _say(f"{name} running: {url.split('@')[-1]}")
+            elif args.action == "stop":
+                service.stop()
+                _say(f"{name} stopped")
+            else:
+                state = "running" if service.is_running() else "stopped"
+                print(f"{name}: {state} (port {service.port}, {data})")
+    return 0
+
+
 def _run(coro_factory: object) -> int:
     loop_kind = _install_uvloop()
     log.debug("event loop", extra={"loop": loop_kind})
@@ -219,6 +247,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Exit 0 if the ledger is consistent, 1 with a list of problems otherwise.",
     )
     verify_cmd.add_argument("--data-dir", help="data directory (default: ./.digis)")
+    services = sub.add_parser(
+        "services",
+        help="start, stop or show the embedded PostgreSQL and Redis",
+        description="Manage the embedded services of a data directory (for example to stop "
+        "the ones a crashed server left running).",
+    )
+    services.add_argument("action", choices=("start", "stop", "status"))
+    services.add_argument("--postgres", action="store_true", help="only PostgreSQL")
+    services.add_argument("--redis", action="store_true", help="only Redis")
+    services.add_argument("--data-dir", help="data directory (default: DIGIS_DATA_DIR or ./.digis)")
     config = sub.add_parser(
         "config", help="list configuration variables", description="List environment variables."
     )
@@ -252,6 +290,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(_serve(settings))
         if args.command == "migrate":
             return _run(_migrate(settings))
+        if args.command == "services":
+            return _services(settings, args)
         if args.command == "seed":
             return _run(_seed(settings, args))
         if args.command == "ledger":

@@ -176,3 +176,19 @@ async def test_seed_then_ledger_verify(tmp_path: Path, pg_cluster) -> None:
         admin = await asyncpg.connect(pg_cluster.dsn())
         await admin.execute("DROP DATABASE cli_seed WITH (FORCE)")
         await admin.close()
+
+
+async def test_services_start_status_stop(tmp_path: Path) -> None:
+    env = clean_env(DIGIS_DATA_DIR=str(tmp_path / "svc"))
+    try:
+        code, _, err = await run_digis("services", "start", env=env)
+        assert code == 0 and "postgres running" in err and "redis running" in err
+        code, out, _ = await run_digis("services", "status", env=env)
+        assert "postgres: running" in out and "redis: running" in out
+        code, _, _ = await run_digis("services", "stop", "--redis", env=env)
+        code, out, _ = await run_digis("services", "status", env=env)
+        assert "postgres: running" in out and "redis: stopped" in out
+    finally:
+        await run_digis("services", "stop", env=env)
+    code, out, _ = await run_digis("services", "status", env=env)
+    assert "postgres: stopped" in out and "redis: stopped" in out
