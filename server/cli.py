@@ -203,6 +203,10 @@ def _run(coro_factory: object) -> int:
     return result
 
 
+def _data_dir_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", help="data directory (default: DIGIS_DATA_DIR or ./.digis)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="digis",
@@ -217,13 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", help="listen address (default: DIGIS_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default: DIGIS_PORT or 8080)")
-    serve.add_argument("--data-dir", help="data directory (default: DIGIS_DATA_DIR or ./.digis)")
+    _data_dir_option(serve)
     migrate = sub.add_parser(
         "migrate",
         help="apply database migrations and exit",
         description="Apply pending SQL migrations (safe to run repeatedly).",
     )
-    migrate.add_argument("--data-dir", help="data directory (default: DIGIS_DATA_DIR or ./.digis)")
+    _data_dir_option(migrate)
     seed = sub.add_parser(
         "seed",
         help="create many users with tokens (load tests, demos)",
@@ -238,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--password", default="loadtest-password", help="password for all")
     seed.add_argument("--token-ttl", type=int, default=3600, help="access token lifetime, s")
     seed.add_argument("--out", type=Path, default=Path("seed.json"), help="output file")
-    seed.add_argument("--data-dir", help="data directory (default: DIGIS_DATA_DIR or ./.digis)")
+    _data_dir_option(seed)
     ledger_cmd = sub.add_parser("ledger", help="ledger tools", description="Ledger tools (verify).")
     ledger_sub = ledger_cmd.add_subparsers(dest="ledger_command", metavar="ACTION")
     verify_cmd = ledger_sub.add_parser(
@@ -246,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="recompute every balance from the transfers and report mismatches",
         description="Exit 0 if the ledger is consistent, 1 with a list of problems otherwise.",
     )
-    verify_cmd.add_argument("--data-dir", help="data directory (default: ./.digis)")
+    _data_dir_option(verify_cmd)
     services = sub.add_parser(
         "services",
         help="start, stop or show the embedded PostgreSQL and Redis",
@@ -256,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     services.add_argument("action", choices=("start", "stop", "status"))
     services.add_argument("--postgres", action="store_true", help="only PostgreSQL")
     services.add_argument("--redis", action="store_true", help="only Redis")
-    services.add_argument("--data-dir", help="data directory (default: DIGIS_DATA_DIR or ./.digis)")
+    _data_dir_option(services)
     config = sub.add_parser(
         "config", help="list configuration variables", description="List environment variables."
     )

@@ -99,16 +99,9 @@ class MediaTokens:
         now, salt = int(self._clock()), self._next_salt()
         if self._version == "007":
             privileges = dict.fromkeys(RTC_ROLE_PRIVILEGES[role], expires_in)
-            service = access_token2.RtcService(channel, account, privileges)
-            token = access_token2.build(
-                self._app_id,
-                self._certificate,
-                [service],
-                expire=expires_in,
-                issue_ts=now,
-                salt=salt,
+            return self._build_007(
+                access_token2.RtcService(channel, account, privileges), expires_in, now, salt
             )
-            return token, float(now + expires_in)
         token = legacy.rtc_token(
             self._app_id,
             self._certificate,
@@ -135,15 +128,7 @@ class MediaTokens:
         now, salt = int(self._clock()), self._next_salt()
         if self._version == "007":
             service = access_token2.RtmService(user_id, {access_token2.RTM_LOGIN: expires_in})
-            token = access_token2.build(
-                self._app_id,
-                self._certificate,
-                [service],
-                expire=expires_in,
-                issue_ts=now,
-                salt=salt,
-            )
-            return token, float(now + expires_in)
+            return self._build_007(service, expires_in, now, salt)
         token = legacy.rtm_token(
             self._app_id,
             self._certificate,
@@ -153,6 +138,19 @@ class MediaTokens:
             salt=salt,
         )
         return token, float(now + min(expires_in, legacy.TOKEN_LIFETIME))
+
+    def _build_007(
+        self, service: access_token2.Service, expires_in: int, now: int, salt: int | None
+    ) -> tuple[str, float]:
+        token = access_token2.build(
+            self._app_id,
+            self._certificate,
+            [service],
+            expire=expires_in,
+            issue_ts=now,
+            salt=salt,
+        )
+        return token, float(now + expires_in)
 
     def _require(self) -> None:
         if not self._enabled:

@@ -29,8 +29,8 @@ from protocol.base import UserRef
 from protocol.codes import ErrorCode
 from server.errors import ApiError
 from server.sessions.effects import (
+    CoreBase,
     Effect,
-    Emit,
     Finish,
     PostHold,
     RenewMedia,
@@ -78,7 +78,7 @@ class CallConfig:
 
 
 @dataclass
-class CallCore:
+class CallCore(CoreBase):
     session: str
     epoch: str
     fan: UserRef
@@ -122,18 +122,6 @@ class CallCore:
     @property
     def participants(self) -> tuple[int, int]:
         return (self.fan.id, self.creator.id)
-
-    def take_effects(self) -> list[Effect]:
-        effects, self.effects = self.effects, []
-        return effects
-
-    def _emit(self, event: ev.SessionEvent, to: tuple[int, ...] | None = None) -> None:
-        event.seq = self.seq.next()
-        event.epoch = self.epoch
-        self.effects.append(Emit(event, to, record=True))
-
-    def _emit_ephemeral(self, event: ev.SessionEvent, to: tuple[int, ...] | None = None) -> None:
-        self.effects.append(Emit(event, to, record=False))
 
     def held_tokens(self) -> int:
         """Reserved tokens not yet charged (current remainder plus the next hold)."""

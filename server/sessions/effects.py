@@ -86,3 +86,31 @@ class Sequencer:
     def next(self) -> int:
         self.seq += 1
         return self.seq
+
+
+class CoreBase:
+    """What both session cores share: the effect log and event sequencing.
+
+    Subclasses set ``self.seq`` (a :class:`Sequencer`), ``self.epoch``,
+    ``self.session`` and ``self.effects = []`` before emitting.
+    """
+
+    session: str
+    epoch: str
+    seq: Sequencer
+    effects: list[Effect]
+
+    def take_effects(self) -> list[Effect]:
+        """Hand the accumulated effects to the shell (and forget them)."""
+        effects, self.effects = self.effects, []
+        return effects
+
+    def _emit(self, event: SessionEvent, to: tuple[int, ...] | None = None) -> None:
+        """A recorded event: next sequence number, kept for recovery."""
+        event.seq = self.seq.next()
+        event.epoch = self.epoch
+        self.effects.append(Emit(event, to, record=True))
+
+    def _emit_ephemeral(self, event: SessionEvent, to: tuple[int, ...] | None = None) -> None:
+        """An event that is not worth replaying (ticks, typing, counts)."""
+        self.effects.append(Emit(event, to, record=False))

@@ -21,7 +21,7 @@ from protocol.base import UserRef
 from protocol.codes import ErrorCode
 from server.errors import ApiError
 from server.limits import Rate, TokenBucket
-from server.sessions.effects import Effect, Emit, Finish, Sequencer
+from server.sessions.effects import CoreBase, Effect, Emit, Finish, Sequencer
 
 RECENT_CHAT = 50
 TOP_TIPPERS = 5
@@ -47,7 +47,7 @@ class ViewerMark:
 
 
 @dataclass
-class StreamCore:
+class StreamCore(CoreBase):
     session: str
     epoch: str
     creator: UserRef
@@ -95,15 +95,6 @@ class StreamCore:
     def wall(self, now: float) -> float:
         return self.started_wall + (now - self.started_mono)
 
-    def take_effects(self) -> list[Effect]:
-        effects, self.effects = self.effects, []
-        return effects
-
-    def _emit(self, event: ev.SessionEvent, to: tuple[int, ...] | None = None) -> None:
-        event.seq = self.seq.next()
-        event.epoch = self.epoch
-        self.effects.append(Emit(event, to, record=True))
-
     def next_deadline(self) -> float:
         if self.ended:
             return float("inf")
@@ -147,9 +138,7 @@ class StreamCore:
                 )
             if self.reactions:
                 counts, self.reactions = dict(self.reactions), Counter()
-                self.effects.append(
-                    Emit(ev.StreamReactions(session=self.session, counts=counts), None, False)
-                )
+                self._emit_ephemeral(ev.StreamReactions(session=self.session, counts=counts))
             self.next_batch_at = now + self.config.batch_every
 
     # --- presence ---------------------------------------------------------------------
@@ -170,12 +159,9 @@ class StreamCore:
             self.peak = max(self.peak, self.viewer_count)
             self.viewers_dirty = True
             self.marks.append(ViewerMark(user.id, self.wall(now), True))
-            self.effects.append(
-                Emit(
-                    ev.SessionPresence(session=self.session, user=user, action="joined"),
-                    (self.creator.id,),
-                    False,
-                )
+            self._emit_ephemeral(
+                ev.SessionPresence(session=self.session, user=user, action="joined"),
+                (self.creator.id,),
             )
 
     def leave(self, user_id: int, conn: str, now: float) -> bool:
@@ -195,14 +181,9 @@ class StreamCore:
         self.viewers_dirty = True
         self.marks.append(ViewerMark(user_id, self.wall(now), False))
         if not self.ended:
-            self.effects.append(
-                Emit(
-                    ev.SessionPresence(
-                        session=self.session, user=self.refs[user_id], action="left"
-                    ),
-                    (self.creator.id,),
-                    False,
-                )
+            self._emit_ephemeral(
+                ev.SessionPresence(session=self.session, user=self.refs[user_id], action="left"),
+                (self.creator.id,),
             )
         return True
 
