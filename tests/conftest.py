@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import shutil
+import tempfile
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -35,11 +37,16 @@ _db_counter = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def pg_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
-    """A real PostgreSQL for the whole session, with a migrated template database."""
+def pg_cluster() -> Iterator[EmbeddedPostgres]:
+    """A real PostgreSQL for the whole session, with a migrated template database.
+
+    Its data directory is outside pytest's rotating temporary directories, so
+    another pytest session on the machine can never delete it under us.
+    """
+    home = Path(tempfile.mkdtemp(prefix="digis-tests-"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pg = EmbeddedPostgres(tmp_path_factory.mktemp("services"), durable=False)
+        pg = EmbeddedPostgres(home, durable=False)
         pg.start()
 
     async def prepare() -> None:
@@ -58,6 +65,7 @@ def pg_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPos
     asyncio.run(prepare())
     yield pg
     pg.stop("immediate")
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -134,6 +142,17 @@ class RunningServer:
         return Client.connect(self.ws_url, token, **options)
 
 
+async def close_server(running: RunningServer, timeout: float = 20.0) -> None:
+    """Shut a test server down; a shutdown that hangs fails with the stuck tasks listed."""
+    try:
+        async with asyncio.timeout(timeout):
+            await running.server.close()
+    except TimeoutError:
+        stuck = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        details = "\n".join(f"{t.get_name()}: {t.get_coro()!r}" for t in stuck)
+        pytest.fail(f"server shutdown took longer than {timeout} s; tasks left:\n{details}")
+
+
 async def start_server(settings: Settings, dsn: str, redis_url: str) -> RunningServer:
     app = create_app(settings, dsn=dsn, redis_url=redis_url)
     server = TestServer(app, host="127.0.0.1")
@@ -153,7 +172,7 @@ async def make_server(settings: Settings, database: str, redis_url: str) -> Asyn
 
     yield make
     for running in reversed(started):
-        await running.server.close()
+        await close_server(running)
 
 
 @pytest.fixture
