@@ -17,6 +17,10 @@ SUBPROTOCOL_JSON = "digis.v1.json"
 SUBPROTOCOL_MSGPACK = "digis.v1.msgpack"
 SUBPROTOCOLS = (SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK)
 
+#: Text that reaches PostgreSQL must not contain NUL (it cannot be stored);
+#: every other character, control characters included, is kept verbatim.
+NO_NUL = r"^[^\x00]*$"
+
 RequestId = Annotated[
     str, Meta(min_length=1, max_length=64, description="Client-chosen id, echoed as `re`.")
 ]

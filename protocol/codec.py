@@ -11,7 +11,14 @@ from typing import Any, Literal
 
 import msgspec
 
-from protocol.base import SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, Request, ServerMessage, type_tag
+from protocol.base import (
+    NO_NUL,
+    SUBPROTOCOL_JSON,
+    SUBPROTOCOL_MSGPACK,
+    Request,
+    ServerMessage,
+    type_tag,
+)
 from protocol.codes import ErrorCode
 from protocol.events import ServerUnion
 from protocol.requests import CLIENT_REQUESTS, ClientRequest
@@ -39,6 +46,11 @@ def _usable_id(value: Any) -> str | None:
     if isinstance(value, str) and 0 < len(value) <= 64:
         return value
     return None
+
+
+def readable(detail: str) -> str:
+    """msgspec's validation message, with our NUL rule said in words."""
+    return detail.replace(f"matching regex {NO_NUL!r}", "without NUL characters")
 
 
 class Codec:
@@ -108,7 +120,7 @@ class Codec:
         if peek.type not in KNOWN_REQUEST_TYPES:
             shown = peek.type[:64]
             return DecodeFailure(ErrorCode.UNKNOWN_TYPE, f"unknown message type {shown!r}", re)
-        return DecodeFailure(ErrorCode.VALIDATION_ERROR, detail, re)
+        return DecodeFailure(ErrorCode.VALIDATION_ERROR, readable(detail), re)
 
     def _object_word(self) -> str:
         return "MessagePack map" if self.binary else "JSON object"

@@ -6,9 +6,11 @@ from typing import Annotated, Literal
 
 from msgspec import Meta
 
-from protocol.base import Payload, Timestamp, UserRef
+from protocol.base import NO_NUL, Payload, Timestamp, UserRef
 
-Email = Annotated[str, Meta(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+Email = Annotated[
+    str, Meta(min_length=3, max_length=254, pattern=r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$")
+]
 Username = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_]{3,32}$")]
 Password = Annotated[str, Meta(min_length=8, max_length=256)]
 
@@ -18,7 +20,7 @@ class RegisterBody(Payload):
     username: Username
     password: Password
     role: Literal["fan", "creator"] = "fan"
-    display_name: Annotated[str, Meta(max_length=64)] = ""
+    display_name: Annotated[str, Meta(max_length=64, pattern=NO_NUL)] = ""
 
 
 class LoginBody(Payload):
@@ -41,7 +43,7 @@ class TokenPair(Payload):
 
 
 class PaymentIntentBody(Payload):
-    package: Annotated[str, Meta(min_length=1, max_length=32)]
+    package: Annotated[str, Meta(min_length=1, max_length=32, pattern=NO_NUL)]
 
 
 class Health(Payload):

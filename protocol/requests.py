@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal, Union
 from msgspec import Meta
 
 from protocol.base import (
+    NO_NUL,
     Availability,
     CallKind,
     IdempotencyKey,
@@ -24,8 +25,8 @@ from protocol.base import (
 )
 
 JwtToken = Annotated[str, Meta(min_length=10, max_length=4096)]
-ChatText = Annotated[str, Meta(min_length=1, max_length=500)]
-ShortText = Annotated[str, Meta(max_length=200)]
+ChatText = Annotated[str, Meta(min_length=1, max_length=500, pattern=NO_NUL)]
+ShortText = Annotated[str, Meta(max_length=200, pattern=NO_NUL)]
 Rate = Annotated[int, Meta(ge=0, le=100_000, description="Tokens per minute.")]
 Cursor = Annotated[str, Meta(max_length=100)]
 
@@ -56,8 +57,8 @@ class MeGet(Request, tag="me.get"):
 class MeUpdate(Request, tag="me.update"):
     """Update profile fields; omitted fields are left unchanged."""
 
-    display_name: Annotated[str, Meta(max_length=64)] | None = None
-    bio: Annotated[str, Meta(max_length=1000)] | None = None
+    display_name: Annotated[str, Meta(max_length=64, pattern=NO_NUL)] | None = None
+    bio: Annotated[str, Meta(max_length=1000, pattern=NO_NUL)] | None = None
     avatar_url: Annotated[str, Meta(max_length=500, pattern=r"^(https://\S+)?$")] | None = None
 
 
@@ -79,7 +80,7 @@ class TransactionsList(Request, tag="transactions.list"):
 
     limit: Limit = 50
     before: Cursor | None = None
-    kind: Annotated[str, Meta(max_length=32)] | None = None
+    kind: Annotated[str, Meta(max_length=32, pattern=NO_NUL)] | None = None
 
 
 class TokensTransfer(Request, tag="tokens.transfer"):
@@ -104,7 +105,7 @@ class PackagesList(Request, tag="packages.list"):
 class TokensPurchase(Request, tag="tokens.purchase"):
     """Start buying a token package: returns a Stripe PaymentIntent client secret."""
 
-    package: Annotated[str, Meta(min_length=1, max_length=32)]
+    package: Annotated[str, Meta(min_length=1, max_length=32, pattern=NO_NUL)]
 
 
 class PayoutRequest(Request, tag="payout.request"):
@@ -185,8 +186,8 @@ class Typing(Request, tag="typing"):
 class StreamStart(Request, tag="stream.start"):
     """Creators: go live."""
 
-    title: Annotated[str, Meta(min_length=1, max_length=140)]
-    category: Annotated[str, Meta(max_length=40)] = "general"
+    title: Annotated[str, Meta(min_length=1, max_length=140, pattern=NO_NUL)]
+    category: Annotated[str, Meta(max_length=40, pattern=NO_NUL)] = "general"
 
 
 class StreamEnd(Request, tag="stream.end"):
@@ -213,7 +214,7 @@ class StreamsLive(Request, tag="streams.live"):
     """Streams that are live now, with viewer counts."""
 
     limit: Limit = 50
-    category: Annotated[str, Meta(max_length=40)] | None = None
+    category: Annotated[str, Meta(max_length=40, pattern=NO_NUL)] | None = None
 
 
 class SessionResume(Request, tag="session.resume"):
@@ -235,7 +236,7 @@ class ReactionSend(Request, tag="reaction.send"):
     """An ephemeral reaction; coalesced and broadcast as counts."""
 
     session: SessionId
-    emoji: Annotated[str, Meta(min_length=1, max_length=16)]
+    emoji: Annotated[str, Meta(min_length=1, max_length=16, pattern=NO_NUL)]
 
 
 class TipSend(Request, tag="tip.send"):
@@ -251,7 +252,7 @@ class GiftSend(Request, tag="gift.send"):
     """Send a catalogue gift to the creator of a stream or call."""
 
     session: SessionId
-    gift: Annotated[str, Meta(min_length=1, max_length=32)]
+    gift: Annotated[str, Meta(min_length=1, max_length=32, pattern=NO_NUL)]
     key: IdempotencyKey | None = None
 
 

@@ -19,6 +19,7 @@ import msgspec
 from aiohttp import web
 
 from protocol.asyncapi import render as render_asyncapi
+from protocol.codec import readable
 from protocol.codes import ErrorCode, error_status
 from protocol.events import Error, ErrorBody
 from protocol.http import Health, LoginBody, RefreshBody, RegisterBody
@@ -67,7 +68,7 @@ async def decode_body(request: web.Request, kind: type[T]) -> T:
     try:
         return msgspec.json.decode(raw, type=kind)
     except msgspec.ValidationError as exc:
-        raise ApiError(ErrorCode.VALIDATION_ERROR, str(exc)) from None
+        raise ApiError(ErrorCode.VALIDATION_ERROR, readable(str(exc))) from None
     except msgspec.DecodeError:
         raise ApiError(ErrorCode.VALIDATION_ERROR, "body is not valid JSON") from None
 

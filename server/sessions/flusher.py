@@ -16,6 +16,8 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+import asyncpg
+
 from storage import sessions as store
 from storage.db import UNAVAILABLE_ERRORS
 
@@ -84,6 +86,15 @@ class Flusher:
             for stream in registry.streams.values():
                 stream.dirty = True
             log.warning("flush failed; will retry", extra={"error": repr(exc)})
+            return False
+        except asyncpg.PostgresError as exc:
+            # Data PostgreSQL refuses (never produced by valid requests) must not
+            # block every later flush: report it and drop this batch's rows.
+            log.error(
+                "flush rejected by PostgreSQL; dropping its rows",
+                extra={"error": repr(exc), "marks": len(marks), "chat": len(chat)},
+            )
+            self._marks, self._chat = [], []
             return False
         self._marks, self._chat = [], []
         for actor, checkpoint in zip(written, calls, strict=True):

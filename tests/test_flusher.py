@@ -1,0 +1,43 @@
+"""The flusher writes every live session in one transaction and is never blocked."""
+
+from __future__ import annotations
+
+from storage import sessions
+from tests.conftest import RunningServer, quick_user
+
+
+async def test_one_flush_writes_all_streams_and_a_bad_row_blocks_nothing(
+    server: RunningServer,
+) -> None:
+    creators = [await quick_user(server, "creator") for _ in range(3)]
+    flusher = server.services.sessions.flusher
+    clients = []
+    sessions_ids = []
+    for creator in creators:
+        client = server.connect(creator.access_token)
+        c = await client.__aenter__()
+        clients.append((client, c))
+        sessions_ids.append((await c.request("stream.start", title="flush")).stream.session)
+    try:
+        for session in sessions_ids:
+            server.services.sessions.streams[session].dirty = True
+        before = flusher.flushes
+        assert await flusher.flush_once()
+        assert flusher.flushes == before + 1  # three streams, one transaction
+        poisoned = server.services.sessions.streams[sessions_ids[0]]
+        poisoned.core.unsaved_chat.append((1, creators[0].id, "bad\x00row", 0.0))
+        poisoned.dirty = True
+        assert not await flusher.flush_once()  # refused by PostgreSQL, reported, dropped
+        poisoned.core.chat_count = 7
+        poisoned.dirty = True
+        assert await flusher.flush_once()  # and the next flush goes through
+        async with server.services.pool.acquire() as conn:
+            assert await conn.fetchval(
+                "SELECT chat_messages FROM streams WHERE id = $1", sessions_ids[0]
+            ) == 7
+        rows = await sessions.live_streams(server.services.pool, limit=10, category=None)
+        assert {r.id for r in rows} == set(sessions_ids)
+    finally:
+        for (client, c), session in zip(clients, sessions_ids, strict=True):
+            await c.request("stream.end", session=session)
+            await client.__aexit__(None, None, None)
