@@ -187,6 +187,8 @@ def _services(settings: Settings, args: argparse.Namespace) -> int:
             if args.action == "start":
                 url = service.start()
                 _say(f"{name} running: {url.split('@')[-1]}")
+                if args.env:
+                    print(f"{'DATABASE_URL' if name == 'postgres' else 'REDIS_URL'}={url}")
             elif args.action == "stop":
                 service.stop()
                 _say(f"{name} stopped")
@@ -260,6 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
     services.add_argument("action", choices=("start", "stop", "status"))
     services.add_argument("--postgres", action="store_true", help="only PostgreSQL")
     services.add_argument("--redis", action="store_true", help="only Redis")
+    services.add_argument(
+        "--env",
+        action="store_true",
+        help="with start: print DATABASE_URL=... and REDIS_URL=... for other processes",
+    )
     _data_dir_option(services)
     config = sub.add_parser(
         "config", help="list configuration variables", description="List environment variables."

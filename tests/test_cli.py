@@ -181,8 +181,9 @@ async def test_seed_then_ledger_verify(tmp_path: Path, pg_cluster) -> None:
 async def test_services_start_status_stop(tmp_path: Path) -> None:
     env = clean_env(DIGIS_DATA_DIR=str(tmp_path / "svc"))
     try:
-        code, _, err = await run_digis("services", "start", env=env)
+        code, out, err = await run_digis("services", "start", "--env", env=env)
         assert code == 0 and "postgres running" in err and "redis running" in err
+        assert out.startswith("DATABASE_URL=postgresql://") and "REDIS_URL=redis://" in out
         code, out, _ = await run_digis("services", "status", env=env)
         assert "postgres: running" in out and "redis: running" in out
         code, _, _ = await run_digis("services", "stop", "--redis", env=env)
