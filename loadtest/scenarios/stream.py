@@ -1,0 +1,113 @@
+"""``stream``: creators live, N viewers, chat at R lines/s (and tips): fan-out.
+
+Each stream's creator (an SDK socket in the parent) goes live; viewers are
+lean clients spread over the workers, and ``ceil(rate / per-sender rate)``
+of them also send chat lines (each sender stays under the server's
+per-user chat limit of 2/s; the stream-wide limit is 200 lines/s). After
+``duration`` the run waits until every owed delivery arrived (or nothing
+moved for 3 s), then checks, per stream:
+
+* chat deliveries = accepted lines x viewers (and the same for tips);
+* the server's ``stream.end`` totals equal the accepted lines and tips.
+
+Figures: deliveries/s and publish->receive latency (``delivery``: the
+sender's wall clock in the line's text vs. the viewer's receive time).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loadtest.fanout_plan import (
+    StreamPlan,
+    check_deliveries,
+    expected_deliveries,
+    fanout_roles,
+    fanout_settled,
+)
+from loadtest.harness import Harness
+from loadtest.report import Summary, total
+from loadtest.runner import RunState, Scenario, senders_needed
+from loadtest.scenarios.common import LiveStreams
+from loadtest.spawn import SeedRequest
+from loadtest.stats import Stats
+
+#: Chat lines per second each sender sends (the server allows 2/s per user).
+PER_SENDER_RATE = 1.5
+#: The server's stream-wide chat limit (lines/s).
+STREAM_CHAT_LIMIT = 200
+
+
+class StreamScenario(Scenario):
+    name = "stream"
+    moves_money = True
+
+    @property
+    def streams(self) -> int:
+        return max(1, int(self.params.get("streams", 1)))
+
+    def describe(self) -> str:
+        p = self.params
+        return (
+            f"{p['viewers']} viewers in {self.streams} stream(s), {p['rate']} lines/s, "
+            f"{p.get('tip_rate', 0)} tips/s, {p['duration']} s"
+        )
+
+    def seed_request(self) -> SeedRequest:
+        return SeedRequest(
+            fans=int(self.params["viewers"]),
+            creators=self.streams,
+            tokens=self.options.tokens,
+            rate=self.options.rate,
+        )
+
+    async def prepare(self, env: Harness) -> list[dict[str, Any]]:
+        self.live = LiveStreams()
+        creators = env.roster.take("creator", self.streams)
+        fans = env.roster.take("fan", int(self.params["viewers"]))
+        await self.live.start(env, creators, "loadtest stream")
+        return [
+            {"roles": [role]}
+            for role in fanout_roles(
+                "digis",
+                self.plans(fans),
+                self.options.workers,
+                duration=self.duration,
+                text_bytes=int(self.params.get("text_bytes", 48)),
+            )
+        ]
+
+    def plans(self, fans: list[Any]) -> list[StreamPlan]:
+        rate = float(self.params["rate"]) / self.streams
+        tip_rate = float(self.params.get("tip_rate", 0)) / self.streams
+        plans = []
+        for k in range(self.streams):
+            users = [[u.id, u.token] for u in fans[k :: self.streams]]
+            senders = min(len(users), senders_needed(max(rate, tip_rate / 5), PER_SENDER_RATE))
+            plans.append(
+                StreamPlan(
+                    k, self.live.urls[k], self.live.sessions[k], users, senders, rate, tip_rate
+                )
+            )
+        return plans
+
+    def settled(self, run: RunState) -> bool:
+        return fanout_settled(run, self.streams, self.duration)
+
+    def hard_deadline(self) -> float:
+        return self.duration + 45.0
+
+    async def cleanup(self, env: Harness, stats: Stats) -> None:
+        if hasattr(self, "live"):
+            await self.live.end(stats)
+
+    def figures(self, stats: Stats, summary: Summary, env: Harness) -> dict[str, Any]:
+        check_deliveries(stats, self.streams)
+        chat, tip = expected_deliveries(stats, self.streams)
+        accepted = total(stats, "chat.accepted.")
+        return {
+            "chat lines accepted": accepted,
+            "accepted lines/s": accepted / self.duration,
+            "deliveries owed": chat + tip,
+            "deliveries received": float(summary.deliveries),
+        }
