@@ -95,18 +95,34 @@ async def settle_orphans(
     node_id: str,
     stale_seconds: float,
     live: set[str],
+    include_own: bool,
+    live_nodes: set[str] | None,
 ) -> list[Settled]:
-    """Settle calls of a previous incarnation of this node and of silent nodes.
+    """Settle calls (and end streams) whose node is gone; see ``calls_to_settle``.
 
-    ``live`` are the sessions this process is running (never touched).
+    ``live`` are the sessions this process is running or starting (never
+    touched); ``include_own`` is for start-up only, when every active session
+    of this node id belongs to its previous incarnation.
     """
     done: list[Settled] = []
-    for call in await sessions.calls_to_settle(pool, node_id=node_id, stale_seconds=stale_seconds):
+    calls = await sessions.calls_to_settle(
+        pool,
+        node_id=node_id,
+        stale_seconds=stale_seconds,
+        include_own=include_own,
+        live_nodes=live_nodes,
+    )
+    for call in calls:
         if call.id in live:
             continue
         done.append(await settle_call(pool, ledger, call))
     ended = await sessions.end_stale_streams(
-        pool, node_id=node_id, stale_seconds=stale_seconds, live=live
+        pool,
+        node_id=node_id,
+        stale_seconds=stale_seconds,
+        include_own=include_own,
+        live_nodes=live_nodes,
+        live=live,
     )
     if ended:
         log.warning("streams ended after their node was lost", extra={"streams": ended})

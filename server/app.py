@@ -95,7 +95,7 @@ def create_app(settings: Settings, *, dsn: str, redis_url: str) -> web.Applicati
         services.presence = Presence(redis, services.hub, services.node_id)
         services.presence.start()
         services.sessions = SessionRegistry(services)
-        settled = await services.sessions.settle_now()
+        settled = await services.sessions.settle_now(at_start=True)
         if settled:
             log.warning("settled calls left open by a previous run", extra={"calls": settled})
         services.sessions.start()

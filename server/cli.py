@@ -268,6 +268,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="with start: print DATABASE_URL=... and REDIS_URL=... for other processes",
     )
     _data_dir_option(services)
+    loadtest = sub.add_parser(
+        "loadtest",
+        help="load tests and benchmarks (connect, stream, calls, tips, mixed, compare, chaos)",
+        description="Run `digis loadtest --help` for the scenarios.",
+        add_help=False,
+    )
+    loadtest.add_argument("rest", nargs=argparse.REMAINDER)
     config = sub.add_parser(
         "config", help="list configuration variables", description="List environment variables."
     )
@@ -276,8 +283,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given[:1] == ["loadtest"]:
+        # the loadtest has its own parser; hand it everything after the word
+        from loadtest.cli import main as loadtest_main
+
+        return loadtest_main(given[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(given)
     if args.command is None:
         parser.print_help()
         return 2

@@ -133,6 +133,16 @@ class Presence:
             pipe.zadd(NODES_KEY, {self.node: time.time()})
             await pipe.execute()
 
+    async def live_nodes(self) -> set[str] | None:
+        """Nodes that heartbeated recently (this one included); None if Redis is down."""
+        if self.degraded:
+            return None
+        try:
+            nodes = await self.redis.zrangebyscore(NODES_KEY, time.time() - NODE_TIMEOUT, "+inf")
+        except _ERRORS:
+            return None
+        return {n.decode() if isinstance(n, bytes) else str(n) for n in nodes} | {self.node}
+
     async def online(self, user_ids: list[int]) -> set[int]:
         """Which of ``user_ids`` are online on any live node (this node only if degraded)."""
         local = {u for u in user_ids if self.hub.is_online(u)}

@@ -138,15 +138,34 @@ async def calls_history(
     return [CallRow(**dict(r.items())) for r in rows]
 
 
-async def calls_to_settle(conn: Executor, *, node_id: str, stale_seconds: float) -> list[CallRow]:
-    """Active calls of a dead incarnation of this node, or of any node gone silent."""
+async def calls_to_settle(
+    conn: Executor,
+    *,
+    node_id: str,
+    stale_seconds: float,
+    include_own: bool,
+    live_nodes: set[str] | None,
+) -> list[CallRow]:
+    """Active calls whose actor is gone.
+
+    With ``include_own`` (at start-up) every active call of this node id:
+    they belong to its previous incarnation. Always, calls of other nodes
+    that stopped checkpointing ``stale_seconds`` ago and are not in
+    ``live_nodes`` (nodes that still heartbeat are never second-guessed);
+    ``live_nodes=None`` (liveness unknown) leaves other nodes alone.
+    """
     rows = await conn.fetch(
         f"""SELECT {_CALL_COLUMNS} FROM sessions
             WHERE status = 'active'
-              AND (node_id = $1 OR checkpoint_at < now() - make_interval(secs => $2))
+              AND (($3 AND node_id = $1)
+                   OR ($5 AND node_id <> $1 AND NOT (node_id = ANY($4::text[]))
+                       AND checkpoint_at < now() - make_interval(secs => $2)))
             ORDER BY started_at""",
         node_id,
         stale_seconds,
+        include_own,
+        sorted(live_nodes or ()),
+        live_nodes is not None,
     )
     return [CallRow(**dict(r.items())) for r in rows]
 
@@ -303,21 +322,32 @@ async def live_streams(conn: Executor, *, limit: int, category: str | None) -> l
 
 
 async def end_stale_streams(
-    conn: Executor, *, node_id: str, stale_seconds: float, live: set[str]
+    conn: Executor,
+    *,
+    node_id: str,
+    stale_seconds: float,
+    include_own: bool,
+    live_nodes: set[str] | None,
+    live: set[str],
 ) -> list[str]:
-    """End live streams whose node died (this node's old incarnation or a silent one).
+    """End live streams whose node died; the same rules as :func:`calls_to_settle`.
 
-    ``live`` are streams this process runs; they are never touched.
+    ``live`` are streams this process runs (or is starting); never touched.
     """
     rows = await conn.fetch(
         """UPDATE streams SET status = 'ended', ended_at = checkpoint_at, viewers = 0,
                               end_reason = 'server_error'
            WHERE status = 'live' AND NOT (id = ANY($3::text[]))
-             AND (node_id = $1 OR checkpoint_at < now() - make_interval(secs => $2))
+             AND (($4 AND node_id = $1)
+                  OR ($6 AND node_id <> $1 AND NOT (node_id = ANY($5::text[]))
+                      AND checkpoint_at < now() - make_interval(secs => $2)))
            RETURNING id""",
         node_id,
         stale_seconds,
         list(live),
+        include_own,
+        sorted(live_nodes or ()),
+        live_nodes is not None,
     )
     ids = [r["id"] for r in rows]
     if ids:

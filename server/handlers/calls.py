@@ -160,6 +160,7 @@ async def _start_call(ctx: Ctx, invite: Invite) -> CallActor:
         services.sessions.invites.end(invite, "failed", "the fan's balance is too low")
         raise ApiError(ErrorCode.INSUFFICIENT_TOKENS, "the fan's balance is too low for this call")
     started = time.time()
+    services.sessions.starting.add(session)
     try:
         await sessions.create_call(
             services.pool,
@@ -200,6 +201,7 @@ async def _start_call(ctx: Ctx, invite: Invite) -> CallActor:
         for conn in tuple(services.hub.sockets(user_id)):
             actor.attach(conn, user_id, now)
     services.sessions.add_call(actor)
+    services.sessions.starting.discard(session)
     actor.start()
     return actor
 

@@ -35,16 +35,22 @@ async def stream_start(ctx: Ctx, req: rq.StreamStart) -> rs.StreamStarted:
         raise ApiError(ErrorCode.INVALID_STATE, "you are already live")
     session = secrets.token_hex(12)
     started = time.time()
-    created = await sessions.create_stream(
-        services.pool,
-        session=session,
-        creator_id=me.id,
-        title=req.title,
-        category=req.category,
-        node_id=services.node_id,
-        started_at=started,
-    )
+    registry.starting.add(session)
+    try:
+        created = await sessions.create_stream(
+            services.pool,
+            session=session,
+            creator_id=me.id,
+            title=req.title,
+            category=req.category,
+            node_id=services.node_id,
+            started_at=started,
+        )
+    except BaseException:
+        registry.starting.discard(session)
+        raise
     if not created or me.id in registry.creator_stream:
+        registry.starting.discard(session)
         raise ApiError(ErrorCode.INVALID_STATE, "you are already live")
     now = services.clock()
     core = StreamCore(
@@ -60,6 +66,7 @@ async def stream_start(ctx: Ctx, req: rq.StreamStart) -> rs.StreamStarted:
     actor = StreamActor(services, core, services.clock)
     started_view = actor.attach_creator(ctx.conn, now)
     registry.add_stream(actor)
+    registry.starting.discard(session)
     actor.start()
     return started_view
 

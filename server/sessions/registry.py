@@ -34,6 +34,9 @@ class SessionRegistry:
         self.invites = InviteBook(services.hub, services.settings.call_invite_timeout)
         self.flusher = Flusher(self, services.settings.flush_interval)
         self.accepting: set[int] = set()
+        #: Sessions whose row exists (or is being written) but whose actor is
+        #: not registered yet: settlement must never touch them.
+        self.starting: set[str] = set()
 
     # --- lookup -------------------------------------------------------------------------
 
@@ -77,24 +80,35 @@ class SessionRegistry:
         self.services.spawn(self.flusher.run(), "flusher")
         self.services.spawn(self._settle_loop(), "settlement")
 
-    async def settle_now(self) -> int:
-        live = set(self.calls) | set(self.streams)
+    async def settle_now(self, *, at_start: bool = False) -> int:
+        """Settle sessions whose actor is gone (see ``billing.settlement``).
+
+        At start-up this node's own leftovers are settled; other nodes' only
+        when they are silent in PostgreSQL *and* absent from Redis's node
+        heartbeats (while Redis is down, other nodes are left alone).
+        """
+        live_nodes = await self.services.presence.live_nodes()
+        if live_nodes is None and not at_start:
+            return 0
+        live = set(self.calls) | set(self.streams) | self.starting
         settled = await settle_orphans(
             self.services.pool,
             self.services.ledger,
             node_id=self.services.node_id,
             stale_seconds=STALE_AFTER_SECONDS,
             live=live,
+            include_own=at_start,
+            live_nodes=live_nodes,
         )
         return len(settled)
 
     async def _settle_loop(self) -> None:
         while True:
+            await asyncio.sleep(SETTLE_EVERY_SECONDS)
             try:
                 await self.settle_now()
             except Exception:
                 log.warning("settling orphaned sessions failed", exc_info=True)
-            await asyncio.sleep(SETTLE_EVERY_SECONDS)
 
     async def shutdown(self, timeout: float) -> None:
         """End every live session (settling holds), then write a last flush."""
