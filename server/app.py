@@ -25,6 +25,7 @@ from server.appkeys import SERVICES
 from server.auth import AccessTokens, Passwords
 from server.balances import BalancePusher
 from server.config import Settings, jwt_secret
+from server.heartbeat import Heartbeat
 from server.hub import Hub
 from server.limits import Limits, Rate
 from server.metrics import Metrics
@@ -100,6 +101,9 @@ def create_app(settings: Settings, *, dsn: str, redis_url: str) -> web.Applicati
             log.warning("settled calls left open by a previous run", extra={"calls": settled})
         services.sessions.start()
         services.spawn(_release_expired_holds(services), "hold-expiry")
+        services.spawn(
+            Heartbeat(services.hub, settings.heartbeat, services.metrics).run(), "heartbeat"
+        )
         app[SERVICES] = services
         try:
             yield

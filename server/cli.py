@@ -65,7 +65,9 @@ async def _serve(settings: Settings) -> int:
         )
         await runner.setup()
         try:
-            site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+            site = web.TCPSite(
+                runner, settings.host, settings.port, reuse_address=True, backlog=4096
+            )
             try:
                 await site.start()
             except OSError as exc:

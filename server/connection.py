@@ -41,10 +41,39 @@ EXPIRY_WARNING_SECONDS = 60.0
 CLOSE_TIMEOUT = 2.0
 
 SessionLeaveHook = Callable[["Connection"], None]
+_PONG = 0xA
 
 
 class Connection:
-    """A WebSocket after its upgrade; see the module docstring."""
+    """A WebSocket after its upgrade; see the module docstring.
+
+    Slotted and lazily filled: an idle authenticated socket should cost as
+    little memory as possible (see the loadtest ``connect`` scenario).
+    """
+
+    __slots__ = (
+        "_auth_timer",
+        "_counter",
+        "_expiry_timer",
+        "_leave_hooks",
+        "_loop",
+        "_routes",
+        "_send_limit",
+        "_tasks",
+        "bucket",
+        "closed",
+        "codec",
+        "id",
+        "last_ping",
+        "last_seen",
+        "pending",
+        "remote",
+        "services",
+        "strikes",
+        "transport",
+        "user",
+        "ws",
+    )
 
     def __init__(
         self,
@@ -64,18 +93,20 @@ class Connection:
         self.user: Principal | None = None
         self.closed = False
         self.pending = 0
-        self.opened_at = time.monotonic()
+        #: Request rate limiting (see ``server.limits``).
+        self.bucket: Any = None
+        self.strikes = 0
+        self._loop = asyncio.get_running_loop()
+        #: Loop time of the last frame received, and of the last ping sent.
+        self.last_seen = self.last_ping = self._loop.time()
         #: Called once when the socket goes away (session actors register here).
-        self.leave_hooks: dict[str, SessionLeaveHook] = {}
-        #: Scratch space for per-socket limiters and the like.
-        self.state: dict[str, Any] = {}
+        self._leave_hooks: dict[str, SessionLeaveHook] | None = None
         self._routes = routes
         self._counter = 0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] | None = None
         self._auth_timer: asyncio.TimerHandle | None = None
         self._expiry_timer: asyncio.TimerHandle | None = None
         self._send_limit = services.settings.send_buffer_bytes
-        self._loop = asyncio.get_running_loop()
 
     # --- writing ---------------------------------------------------------------
 
@@ -97,6 +128,11 @@ class Connection:
             self.close_soon(CloseCode.SLOW_CONSUMER, "slow consumer")
             return False
         return True
+
+    def send_control(self, opcode: int, payload: bytes = b"") -> None:
+        """Write a ping or pong (the server's heartbeat; answers to client pings)."""
+        if not self.closed and not self.transport.is_closing():
+            self.transport.write(bytes((0x80 | opcode, len(payload[:125]))) + payload[:125])
 
     def send_outgoing(self, out: Outgoing) -> bool:
         """Write a shared, encode-once message."""
@@ -133,9 +169,23 @@ class Connection:
             return
         self.closed = True
         self.services.metrics.closes.labels(str(int(code))).inc()
-        task = self._loop.create_task(self._close(code, reason))
+        self._track(self._loop.create_task(self._close(code, reason)))
+
+    def _track(self, task: asyncio.Task[None]) -> None:
+        if self._tasks is None:
+            self._tasks = set()
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def add_leave_hook(self, key: str, hook: SessionLeaveHook) -> None:
+        """Call ``hook(self)`` once when this socket goes away."""
+        if self._leave_hooks is None:
+            self._leave_hooks = {}
+        self._leave_hooks[key] = hook
+
+    def remove_leave_hook(self, key: str) -> None:
+        if self._leave_hooks is not None:
+            self._leave_hooks.pop(key, None)
 
     async def _close(self, code: CloseCode, reason: str) -> None:
         try:
@@ -185,9 +235,15 @@ class Connection:
                     settings.auth_deadline, self._auth_deadline_missed
                 )
             async for message in self.ws:
-                if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                self.last_seen = self._loop.time()
+                kind = message.type
+                if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
                     self.on_frame(message.data)
-                elif message.type == WSMsgType.ERROR:
+                elif kind is WSMsgType.PING:
+                    self.send_control(_PONG, message.data)
+                elif (
+                    kind is WSMsgType.CLOSE or kind is WSMsgType.CLOSING or kind is WSMsgType.ERROR
+                ):
                     break
         finally:
             self._teardown()
@@ -197,8 +253,8 @@ class Connection:
         for timer in (self._auth_timer, self._expiry_timer):
             if timer is not None:
                 timer.cancel()
-        hooks = list(self.leave_hooks.values())
-        self.leave_hooks.clear()
+        hooks = list(self._leave_hooks.values()) if self._leave_hooks else []
+        self._leave_hooks = None
         for hook in hooks:
             try:
                 hook(self)
@@ -299,9 +355,7 @@ class Connection:
             )
             return
         self.pending += 1
-        task = self._loop.create_task(self._run(route, request, request_id))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._track(self._loop.create_task(self._run(route, request, request_id)))
 
     async def _run(self, route: Route, request: Request, request_id: str) -> None:
         ctx = Ctx(self, self.services, request_id)

@@ -92,6 +92,8 @@ async def envelope_middleware(request: web.Request, handler: Handler) -> web.Str
         code = _STATUS_CODES.get(exc.status, ErrorCode.VALIDATION_ERROR)
         message = exc.reason if exc.status != 413 else "request body too large"
         response = error_response(code, message, rid, status=exc.status)
+    except ConnectionResetError:
+        raise  # the client went away (for instance mid-upgrade): nothing to answer
     except UNAVAILABLE_ERRORS:
         log.warning("backing service unavailable", extra={"req": rid}, exc_info=True)
         response = error_response(

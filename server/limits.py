@@ -110,9 +110,9 @@ class Limits:
 
     def check_request(self, conn: Connection, kind: str) -> Refusal | None:
         now = self._clock()
-        bucket = conn.state.get("bucket")
+        bucket = conn.bucket
         if bucket is None:
-            bucket = conn.state["bucket"] = TokenBucket(SOCKET_RATE, now)
+            bucket = conn.bucket = TokenBucket(SOCKET_RATE, now)
         wait = bucket.take(now)
         limit = "socket"
         if wait == 0.0 and conn.user is not None:
@@ -121,12 +121,11 @@ class Limits:
                 wait = self._user_buckets.take((conn.user.id, kind), rate, now)
                 limit = kind
         if wait == 0.0:
-            strikes = int(conn.state.get("strikes", 0))
-            if strikes:
-                conn.state["strikes"] = strikes - 1
+            if conn.strikes:
+                conn.strikes -= 1
             return None
-        strikes = int(conn.state.get("strikes", 0)) + 1
-        conn.state["strikes"] = strikes
+        conn.strikes += 1
+        strikes = conn.strikes
         conn.services.metrics.rate_limited.labels(limit).inc()
         return Refusal(
             message=f"rate limit for {limit!r} exceeded",

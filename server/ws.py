@@ -58,10 +58,10 @@ async def websocket(request: web.Request) -> web.StreamResponse:
 
     ws = web.WebSocketResponse(
         protocols=SUBPROTOCOLS,
-        heartbeat=settings.heartbeat,
+        heartbeat=None,  # one server-wide sweep instead (server/heartbeat.py)
         max_msg_size=settings.max_frame_bytes,
         compress=False,
-        autoping=True,
+        autoping=False,  # the connection answers pings and sees pongs itself
     )
     await ws.prepare(request)
     transport = request.transport

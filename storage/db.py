@@ -27,6 +27,17 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool reset hook: nothing beyond asyncpg's own rollback of open transactions.
+
+    asyncpg's default reset sends ``CLOSE ALL; UNLISTEN *; RESET ALL;
+    pg_advisory_unlock_all()`` after every use, a round trip that measured
+    a third of the database time of small queries. Our code never leaves
+    session state on a pooled connection: no SET, LISTEN or open cursor, and
+    every session advisory lock is released in a ``finally``.
+    """
+
+
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
     """A pool whose connections time out rather than hang when Postgres is gone."""
     pool: asyncpg.Pool = await asyncpg.create_pool(
@@ -37,6 +48,7 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asy
         timeout=5,
         max_inactive_connection_lifetime=120,
         server_settings={"application_name": "digis"},
+        reset=_keep_session,
     )
     return pool
 

@@ -206,11 +206,11 @@ class SessionActor:
             return
         self.subscribers[conn] = user_id
         self.by_user.setdefault(user_id, set()).add(conn)
-        conn.leave_hooks[self.session] = self._socket_gone
+        conn.add_leave_hook(self.session, self._socket_gone)
 
     def unsubscribe(self, conn: Connection) -> int | None:
         user_id = self.subscribers.pop(conn, None)
-        conn.leave_hooks.pop(self.session, None)
+        conn.remove_leave_hook(self.session)
         if user_id is not None:
             sockets = self.by_user.get(user_id)
             if sockets is not None:

@@ -59,7 +59,9 @@ class Flusher:
         now = time.monotonic()
         calls = []
         written = []
-        for actor in list(registry.calls.values()):
+        for n, actor in enumerate(list(registry.calls.values()), 1):
+            if n % 500 == 0:
+                await asyncio.sleep(0)  # thousands of calls: do not stall the loop
             checkpoint = actor.checkpoint()
             stale = now - actor.flushed_at >= HEARTBEAT_EVERY
             if checkpoint != actor.flushed or stale:

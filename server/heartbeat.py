@@ -1,0 +1,55 @@
+"""One task keeps every socket honest: ping the quiet ones, drop the dead ones.
+
+aiohttp's own heartbeat arms two timers and spawns a task per socket per
+ping; with thousands of sockets opened together those pings all fire at
+once. Here a single sweep runs ``SWEEPS_PER_INTERVAL`` times per
+``DIGIS_HEARTBEAT`` interval: a socket that sent nothing for an interval gets
+a ping frame (pre-built bytes written to its transport), and one silent for
+1.5 intervals (no pong either) is dropped. Its client sees an abnormal
+closure (1006) if it ever notices; a live client just reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from protocol.codes import CloseCode
+from server.hub import Hub
+from server.metrics import Metrics
+
+log = logging.getLogger("digis.heartbeat")
+
+SWEEPS_PER_INTERVAL = 10
+PING_FRAME = b"\x89\x00"
+
+
+class Heartbeat:
+    def __init__(self, hub: Hub, interval: float, metrics: Metrics) -> None:
+        self.hub = hub
+        self.interval = interval
+        self.metrics = metrics
+        self.dropped = 0
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.interval / SWEEPS_PER_INTERVAL)
+            self.sweep(loop.time())
+
+    def sweep(self, now: float) -> None:
+        quiet = self.interval
+        dead = self.interval * 1.5
+        for conn in self.hub.all_connections():
+            silent = now - conn.last_seen
+            if silent >= dead:
+                if not conn.transport.is_closing():
+                    self.dropped += 1
+                    self.metrics.closes.labels(str(int(CloseCode.ABNORMAL))).inc()
+                    log.info("dead peer dropped", extra={"conn": conn.id})
+                    conn.closed = True
+                    conn.transport.abort()
+            elif silent >= quiet and now - conn.last_ping >= quiet:
+                conn.last_ping = now
+                if not conn.closed and not conn.transport.is_closing():
+                    conn.transport.write(PING_FRAME)
