@@ -27,13 +27,13 @@ from aiohttp.test_utils import TestServer
 
 from billing.ledger import Ledger
 from billing.stripe_gateway import StripeGateway
+from loadtest.stripe_standin import SECRET_KEY, WEBHOOK_SECRET, StripeStandin, sign
 from server import http_api
 from server.appkeys import SERVICES
 from server.handlers import ROUTES
 from server.handlers.payments import router as payments_router
 from server.payments_http import add_payment_routes, gateway_of
 from tests.conftest import RunningServer
-from tests.stripe_standin import SECRET_KEY, WEBHOOK_SECRET, StripeStandin, sign
 
 
 @dataclass

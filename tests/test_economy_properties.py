@@ -24,10 +24,10 @@ from billing.ledger import InsufficientTokens, Ledger
 from billing.payouts import PayoutRefused, request_payout
 from billing.purchases import process_event, start_purchase
 from billing.stripe_gateway import StripeGateway, parse_event
+from loadtest.stripe_standin import SECRET_KEY, StripeStandin, intent_event, new_id, refund_event
 from storage import ledger as store
 from storage import payments
 from tests.money import assert_ledger_consistent, make_user
-from tests.stripe_standin import SECRET_KEY, StripeStandin, intent_event, new_id, refund_event
 
 PACKAGES = ["tokens_100", "tokens_500"]
 _keys = itertools.count()

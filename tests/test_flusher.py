@@ -32,9 +32,12 @@ async def test_one_flush_writes_all_streams_and_a_bad_row_blocks_nothing(
         poisoned.dirty = True
         assert await flusher.flush_once()  # and the next flush goes through
         async with server.services.pool.acquire() as conn:
-            assert await conn.fetchval(
-                "SELECT chat_messages FROM streams WHERE id = $1", sessions_ids[0]
-            ) == 7
+            assert (
+                await conn.fetchval(
+                    "SELECT chat_messages FROM streams WHERE id = $1", sessions_ids[0]
+                )
+                == 7
+            )
         rows = await sessions.live_streams(server.services.pool, limit=10, category=None)
         assert {r.id for r in rows} == set(sessions_ids)
     finally:

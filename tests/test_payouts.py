@@ -19,12 +19,12 @@ from billing.payouts import (
 )
 from billing.stripe_gateway import StripeGateway
 from client import RequestError
+from loadtest.stripe_standin import SECRET_KEY
 from protocol.events import PayoutUpdated
 from storage import ledger as store
 from storage import payments
 from tests.conftest import register_user
 from tests.money import assert_ledger_consistent, fund, make_user
-from tests.stripe_standin import SECRET_KEY
 
 if TYPE_CHECKING:
     from tests.payments_support import MakePayEnv, PayEnv

@@ -13,10 +13,10 @@ import pytest
 
 from billing.stripe_gateway import PaymentsDisabled, StripeGateway
 from client import RequestError
+from loadtest.stripe_standin import SECRET_KEY, StripeStandin
 from storage import payments
 from tests.conftest import register_user
 from tests.money import assert_ledger_consistent
-from tests.stripe_standin import SECRET_KEY, StripeStandin
 
 if TYPE_CHECKING:
     from tests.payments_support import MakePayEnv, PayEnv

@@ -19,12 +19,7 @@ from hypothesis import strategies as st
 
 from billing.purchases import StartedPurchase, process_event, start_purchase
 from billing.stripe_gateway import parse_event
-from protocol.events import AccountFlagged, BalanceUpdated, PaymentUpdated
-from storage import ledger as store
-from storage import payments
-from tests.conftest import register_user
-from tests.money import assert_ledger_consistent, fund, make_user
-from tests.stripe_standin import (
+from loadtest.stripe_standin import (
     WEBHOOK_SECRET,
     dispute_event,
     intent_event,
@@ -33,6 +28,11 @@ from tests.stripe_standin import (
     sign,
     with_new_id,
 )
+from protocol.events import AccountFlagged, BalanceUpdated, PaymentUpdated
+from storage import ledger as store
+from storage import payments
+from tests.conftest import register_user
+from tests.money import assert_ledger_consistent, fund, make_user
 
 if TYPE_CHECKING:
     from tests.payments_support import MakePayEnv, PayEnv

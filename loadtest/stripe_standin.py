@@ -9,7 +9,7 @@ a bearer secret key, keeps the first response for each ``Idempotency-Key``
 true``; other parameters: 400 ``idempotency_error``), and can be told to fail
 the next call to an endpoint. Every request is recorded.
 
-Webhook helpers build events from ``tests/fixtures/stripe`` with our ids and
+Webhook helpers build events from ``loadtest/fixtures/stripe`` with our ids and
 sign them exactly as Stripe does (``stripe.WebhookSignature``).
 """
 
@@ -29,8 +29,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 FIXTURES = Path(__file__).with_name("fixtures") / "stripe"
-SECRET_KEY = "sk_test_digis"
-WEBHOOK_SECRET = "whsec_test_digis"
+SECRET_KEY = "sk_test_digis"  # noqa: S105 - the stand-in's own test key
+WEBHOOK_SECRET = "whsec_test_digis"  # noqa: S105 - a test signing secret
 _ids = itertools.count(1)
 
 
@@ -213,7 +213,8 @@ class StripeStandin:
             status="requires_payment_method",
         )
         self.intents[pi_id] = pi
-        return pi
+        created: dict[str, Any] = pi
+        return created
 
     async def _get_intent(self, request: web.Request) -> web.Response:
         recorded = await self._record(request)
