@@ -193,7 +193,9 @@ class Ledger:
             except asyncpg.DeadlockDetectedError:
                 self._carry = batch  # nothing applied; try again at once
                 continue
-            except _BATCH_ERRORS as exc:
+            except Exception as exc:  # the writer must never die
+                if not isinstance(exc, _BATCH_ERRORS):
+                    log.error("ledger batch failed unexpectedly", exc_info=True)
                 log.warning("ledger batch failed", extra={"ops": size, "error": repr(exc)})
                 self._carry = [s for s in batch if s.retry]
                 for submission in batch:

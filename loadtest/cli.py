@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -125,6 +126,58 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
+def _chaos_parser(sub: Any) -> None:
+    chaos = sub.add_parser(
+        "chaos",
+        help="kill -9 / SIGTERM / PostgreSQL and Redis outages under money traffic, then audit",
+        description="Crash the server at random moments under calls, tips, transfers, "
+        "purchases (signed webhooks, duplicated and out of order) and payouts, restart it, "
+        "and check every money invariant at the end. Exit 1 if any is violated.",
+    )
+    chaos.add_argument("--iterations", type=int, default=10, help="fault injections (default 10)")
+    chaos.add_argument("--min-run", type=float, default=0.5, help="min seconds of traffic each")
+    chaos.add_argument("--max-run", type=float, default=3.0, help="max seconds of traffic each")
+    chaos.add_argument("--fans", type=int, default=24, help="fans (default 24)")
+    chaos.add_argument("--creators", type=int, default=4, help="creators (default 4)")
+    chaos.add_argument("--seed", type=int, help="random seed (repeat a run)")
+    chaos.add_argument(
+        "--faults",
+        default="",
+        help="fixed fault sequence, cycled: e.g. kill9,postgres,redis,sigterm (default: random)",
+    )
+    chaos.add_argument("--json", type=Path, dest="json_path", help="write the report as JSON")
+    chaos.add_argument("--keep-data", action="store_true", help="keep the data directory")
+    chaos.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+async def _chaos(args: argparse.Namespace) -> int:
+    from loadtest.chaos import FAULTS, ChaosConfig, run_chaos
+
+    if not 1 <= args.iterations <= 10_000 or not 0 < args.min_run <= args.max_run <= 600:
+        raise HarnessError("--iterations must be 1..10000 and 0 < --min-run <= --max-run <= 600")
+    faults = tuple(f for f in args.faults.split(",") if f)
+    unknown = set(faults) - set(FAULTS)
+    if unknown:
+        raise HarnessError(f"unknown faults {sorted(unknown)}; choose from {', '.join(FAULTS)}")
+    report = await run_chaos(
+        ChaosConfig(
+            iterations=args.iterations,
+            min_run=args.min_run,
+            max_run=args.max_run,
+            fans=args.fans,
+            creators=args.creators,
+            seed=args.seed,
+            keep_data=args.keep_data,
+            quiet=args.quiet,
+            faults=faults,
+        )
+    )
+    print(json.dumps(report, indent=2))
+    if args.json_path is not None:
+        args.json_path.write_text(json.dumps(report, indent=2) + "\n")
+    return 0 if report["ok"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="digis loadtest",
@@ -144,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[common], help=helps[name], description=helps[name])
         for flag, kind, default, text in flags:
             p.add_argument(flag, type=kind, default=default, help=f"{text} (default {default})")
+    _chaos_parser(sub)
     return parser
 
 
@@ -216,6 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if args.scenario == "chaos":
+            return _event_loop_run(_chaos(args))
         options = options_from(args)
         params = params_from(args)
         if args.scenario == "compare":

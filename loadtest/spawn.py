@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,9 +67,16 @@ def loadtest_env(data_dir: Path, **extra: str) -> dict[str, str]:
 class ServerProcess:
     """One long-running server subprocess that announces ``listening on URL``."""
 
-    def __init__(self, command: list[str], env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        command: list[str],
+        env: dict[str, str] | None = None,
+        on_line: Callable[[str], None] | None = None,
+    ) -> None:
         self.command = command
         self.env = env
+        #: Called (from the reader thread) with every stderr line.
+        self.on_line = on_line
         self.url = ""
         self.lines: deque[str] = deque(maxlen=200)
         self.process: subprocess.Popen[bytes] | None = None
@@ -103,6 +111,8 @@ class ServerProcess:
         for raw in self.process.stderr:
             line = raw.decode("utf-8", "replace")
             self.lines.append(line)
+            if self.on_line is not None:
+                self.on_line(line)
             if not self._ready.is_set():
                 match = _LISTENING.search(line)
                 if match:
@@ -176,9 +186,13 @@ def run_ledger_verify(env: dict[str, str], timeout: float = 300.0) -> tuple[bool
     return done.returncode == 0, output
 
 
-def digis_server(data_dir: Path, env: dict[str, str] | None = None) -> ServerProcess:
+def digis_server(
+    data_dir: Path,
+    env: dict[str, str] | None = None,
+    on_line: Callable[[str], None] | None = None,
+) -> ServerProcess:
     """A ``digis serve`` on a free loopback port with embedded services in ``data_dir``."""
-    return ServerProcess([*digis_command(), "serve"], env or loadtest_env(data_dir))
+    return ServerProcess([*digis_command(), "serve"], env or loadtest_env(data_dir), on_line)
 
 
 def peer_server(name: str) -> ServerProcess:

@@ -65,7 +65,9 @@ class BalancePusher:
             users, self._dirty = list(self._dirty), set()
             try:
                 figures = await store.balances_many(self.pool, users)
-            except UNAVAILABLE_ERRORS:
+            except Exception as exc:  # the pusher must never die
+                if not isinstance(exc, UNAVAILABLE_ERRORS):
+                    log.error("balance push failed", exc_info=True)
                 log.warning("balance push skipped: database unavailable")
                 self._dirty.update(users)
                 await asyncio.sleep(1)

@@ -35,7 +35,10 @@ class Heartbeat:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.interval / SWEEPS_PER_INTERVAL)
-            self.sweep(loop.time())
+            try:
+                self.sweep(loop.time())
+            except Exception:  # the heartbeat must never die
+                log.exception("heartbeat sweep failed")
 
     def sweep(self, now: float) -> None:
         quiet = self.interval

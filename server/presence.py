@@ -99,7 +99,9 @@ class Presence:
                 if self.degraded:
                     log.info("presence back on Redis")
                 self.degraded = False
-            except _ERRORS:
+            except Exception as exc:  # the presence task must never die
+                if not isinstance(exc, _ERRORS):
+                    log.error("presence update failed", exc_info=True)
                 if not self.degraded:
                     log.warning("Redis unavailable: presence answers from this node only")
                 self.degraded = True
