@@ -50,6 +50,7 @@ SCENARIO_FLAGS: dict[str, list[tuple[str, type, Any, str]]] = {
         ("--tip-rate", float, 0.0, "tips per second (all streams together)"),
         ("--duration", float, 10.0, "seconds of sending"),
         ("--text-bytes", int, 48, "chat line length"),
+        ("--slow", int, 0, "extra viewers that stop reading (slow consumers to be dropped)"),
     ],
     "calls": [
         ("--calls", int, 10, "concurrent metered calls (one fan and one creator each)"),
@@ -116,6 +117,13 @@ def _common() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--tokens", type=int, default=10_000, help="tokens per seeded fan (spawned runs)"
+    )
+    g.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra setting for a spawned server, e.g. DIGIS_SEND_BUFFER_BYTES=65536",
     )
     g.add_argument("--json", type=Path, dest="json_path", help="write the summary as JSON")
     g.add_argument(
@@ -217,7 +225,20 @@ def options_from(args: argparse.Namespace) -> Options:
         keep_data=args.keep_data,
         tokens=args.tokens,
         rate=int(getattr(args, "price", 60)),
+        server_env=_server_env(args.server_env),
     )
+
+
+def _server_env(pairs: list[str]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.startswith(("DIGIS_", "STRIPE_", "AGORA_")):
+            raise HarnessError(
+                f"--server-env takes DIGIS_*/STRIPE_*/AGORA_* KEY=VALUE, got {pair!r}"
+            )
+        env[key] = value
+    return env
 
 
 #: Upper bounds that keep every run finite (a typo must not open a million sockets).

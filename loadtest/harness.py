@@ -74,6 +74,8 @@ class Options:
     keep_data: bool = False
     tokens: int = 10_000
     rate: int = 60
+    #: Extra environment for a spawned server (``--server-env KEY=VALUE``).
+    server_env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -145,7 +147,7 @@ async def _attach(options: Options) -> AsyncIterator[Harness]:
 @contextlib.asynccontextmanager
 async def _spawn(options: Options, needs: SeedRequest) -> AsyncIterator[Harness]:
     data_dir = Path(tempfile.mkdtemp(prefix="digis-loadtest-"))
-    env = loadtest_env(data_dir)
+    env = loadtest_env(data_dir, **options.server_env)
     server = digis_server(data_dir, env)
     probe: Probe | None = None
     try:

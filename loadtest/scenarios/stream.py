@@ -29,11 +29,13 @@ from loadtest.harness import Harness
 from loadtest.report import Summary, total
 from loadtest.runner import RunState, Scenario, senders_needed
 from loadtest.scenarios.common import LiveStreams
+from loadtest.slow import SlowViewer
 from loadtest.spawn import SeedRequest
 from loadtest.stats import Stats
 
 #: Chat lines per second each sender sends (the server allows 2/s per user).
 PER_SENDER_RATE = 1.5
+SLOW_METRIC = "digis_slow_consumers_total"
 #: The server's stream-wide chat limit (lines/s).
 STREAM_CHAT_LIMIT = 200
 
@@ -53,9 +55,13 @@ class StreamScenario(Scenario):
             f"{p.get('tip_rate', 0)} tips/s, {p['duration']} s"
         )
 
+    @property
+    def slow(self) -> int:
+        return max(0, int(self.params.get("slow", 0)))
+
     def seed_request(self) -> SeedRequest:
         return SeedRequest(
-            fans=int(self.params["viewers"]),
+            fans=int(self.params["viewers"]) + self.slow,
             creators=self.streams,
             tokens=self.options.tokens,
             rate=self.options.rate,
@@ -66,6 +72,13 @@ class StreamScenario(Scenario):
         creators = env.roster.take("creator", self.streams)
         fans = env.roster.take("fan", int(self.params["viewers"]))
         await self.live.start(env, creators, "loadtest stream")
+        self.slow_viewers: list[SlowViewer] = []
+        self.slow_dropped_before = (await env.probe.scrape()).get(SLOW_METRIC, 0.0)
+        for k, user in enumerate(env.roster.take("fan", self.slow)):
+            viewer = SlowViewer()
+            stream = k % self.streams
+            await viewer.open(self.live.urls[stream], user.token, self.live.sessions[stream])
+            self.slow_viewers.append(viewer)
         return [
             {"roles": [role]}
             for role in fanout_roles(
@@ -98,6 +111,13 @@ class StreamScenario(Scenario):
         return self.duration + 45.0
 
     async def cleanup(self, env: Harness, stats: Stats) -> None:
+        if self.slow:
+            dropped = (await env.probe.scrape()).get(SLOW_METRIC, 0.0) - self.slow_dropped_before
+            # Dropped only once a viewer owes more than DIGIS_SEND_BUFFER_BYTES
+            # (plus kernel buffers): a figure, not a check.
+            self.slow_dropped = int(dropped)
+            for viewer in self.slow_viewers:
+                viewer.close()
         if hasattr(self, "live"):
             await self.live.end(stats)
 
@@ -105,7 +125,9 @@ class StreamScenario(Scenario):
         check_deliveries(stats, self.streams)
         chat, tip = expected_deliveries(stats, self.streams)
         accepted = total(stats, "chat.accepted.")
+        slow = {"slow viewers dropped": self.slow_dropped} if self.slow else {}
         return {
+            **slow,
             "chat lines accepted": accepted,
             "accepted lines/s": accepted / self.duration,
             "deliveries owed": chat + tip,
