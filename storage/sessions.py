@@ -119,6 +119,29 @@ async def end_call(
     return CallRow(**dict(row.items()))
 
 
+async def end_calls(conn: Executor, ends: Sequence[tuple[CallCheckpoint, str, float]]) -> None:
+    """Batch form of :func:`end_call` (checkpoint, reason, ended_at) for the flusher."""
+    if not ends:
+        return
+    await conn.execute(
+        """UPDATE sessions s
+           SET status = 'ended', ended_at = to_timestamp(v.ended), billed_seconds = v.seconds,
+               tokens_charged = v.charged, platform_fee = v.fee, creator_earned = v.earned,
+               end_reason = v.reason, checkpoint_at = now()
+           FROM unnest($1::text[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[],
+                       $6::text[], $7::float8[])
+                AS v(id, seconds, charged, fee, earned, reason, ended)
+           WHERE s.id = v.id AND s.status = 'active'""",
+        [c.session for c, _, _ in ends],
+        [c.seconds for c, _, _ in ends],
+        [c.charged for c, _, _ in ends],
+        [c.fee for c, _, _ in ends],
+        [c.earned for c, _, _ in ends],
+        [reason for _, reason, _ in ends],
+        [at for _, _, at in ends],
+    )
+
+
 async def get_call(conn: Executor, session: str) -> CallRow | None:
     row = await conn.fetchrow(f"SELECT {_CALL_COLUMNS} FROM sessions WHERE id = $1", session)
     return None if row is None else CallRow(**dict(row.items()))

@@ -44,3 +44,41 @@ async def test_one_flush_writes_all_streams_and_a_bad_row_blocks_nothing(
         for (client, c), session in zip(clients, sessions_ids, strict=True):
             await c.request("stream.end", session=session)
             await client.__aexit__(None, None, None)
+
+
+async def test_a_call_end_the_actor_could_not_write_is_written_by_the_flusher(
+    server: RunningServer,
+) -> None:
+    import time
+
+    from storage.sessions import CallCheckpoint
+
+    fan = await quick_user(server)
+    creator = await quick_user(server, "creator")
+    await sessions.create_call(
+        server.services.pool,
+        session="deferred1",
+        kind="voice",
+        fan_id=fan.id,
+        creator_id=creator.id,
+        rate=60,
+        fee_bps=2000,
+        node_id="n",
+        started_at=time.time(),
+    )
+    flusher = server.services.sessions.flusher
+    flusher.pending_ends["deferred1"] = (
+        CallCheckpoint("deferred1", 9, 9, 1, 8),
+        "hangup",
+        time.time(),
+    )
+    assert await flusher.flush_once()
+    assert not flusher.pending_ends
+    row = await sessions.get_call(server.services.pool, "deferred1")
+    assert row is not None
+    assert (row.status, row.billed_seconds, row.tokens_charged, row.end_reason) == (
+        "ended",
+        9,
+        9,
+        "hangup",
+    )

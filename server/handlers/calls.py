@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import secrets
 import time
 
-from billing.ledger import LedgerError
 from billing.metering import tokens_for_seconds
 from protocol import events as ev
 from protocol import requests as rq
@@ -22,6 +22,7 @@ from server.sessions.effects import new_epoch
 from server.sessions.invites import Invite
 from storage import ledger as store
 from storage import sessions, users
+from storage.sessions import CallCheckpoint
 
 router = Router()
 log = logging.getLogger("digis.calls")
@@ -143,24 +144,20 @@ async def call_accept(ctx: Ctx, req: rq.CallAccept) -> rs.CallJoined:
 
 
 async def _start_call(ctx: Ctx, invite: Invite) -> CallActor:
+    """Write the session row, take the first hold, start the actor.
+
+    The row comes first so that every hold always belongs to a session
+    row: a crash at any point leaves something settlement can find (an
+    active row, with or without holds), never an orphaned hold.
+    """
     services = ctx.services
     settings = services.settings
+    registry = services.sessions
     session = secrets.token_hex(12)
     hold_key = f"hold:{session}:1"
     amount = max(1, tokens_for_seconds(invite.rate, settings.call_hold_seconds))
-    try:
-        with ledger_errors():
-            hold = await services.ledger.hold(
-                fan=invite.fan.id, amount=amount, key=hold_key, reference=session
-            )
-    except ApiError as exc:
-        services.sessions.invites.end(invite, "failed", exc.message)
-        raise
-    if not hold.applied or not hold.amount:
-        services.sessions.invites.end(invite, "failed", "the fan's balance is too low")
-        raise ApiError(ErrorCode.INSUFFICIENT_TOKENS, "the fan's balance is too low for this call")
     started = time.time()
-    services.sessions.starting.add(session)
+    registry.starting.add(session)
     try:
         await sessions.create_call(
             services.pool,
@@ -174,14 +171,31 @@ async def _start_call(ctx: Ctx, invite: Invite) -> CallActor:
             started_at=started,
         )
     except Exception:
-        try:
-            await services.ledger.void_hold(
-                fan=invite.fan.id, hold_key=hold_key, key=f"{hold_key}:void"
-            )
-        except LedgerError:
-            log.warning("could not release the hold of a call that failed to start")
-        services.sessions.invites.end(invite, "failed", "the call could not be started")
+        registry.starting.discard(session)
+        registry.invites.end(invite, "failed", "the call could not be started")
         raise
+    refusal: ApiError | None = None
+    try:
+        with ledger_errors():
+            hold = await services.ledger.hold(
+                fan=invite.fan.id, amount=amount, key=hold_key, reference=session
+            )
+        if not hold.applied or not hold.amount:
+            refusal = ApiError(
+                ErrorCode.INSUFFICIENT_TOKENS, "the fan's balance is too low for this call"
+            )
+    except ApiError as exc:
+        refusal = exc
+    if refusal is not None:
+        empty = CallCheckpoint(session, 0, 0, 0, 0)
+        with contextlib.suppress(Exception):  # if this fails, settlement ends the row
+            await sessions.end_call(
+                services.pool, session=session, totals=empty, reason="failed", ended_at=time.time()
+            )
+        registry.starting.discard(session)
+        registry.invites.end(invite, "failed", refusal.message)
+        raise refusal
+    assert hold.amount is not None
     now = services.clock()
     core = CallCore(
         session=session,

@@ -16,6 +16,7 @@ from server.sessions.actor import SessionActor
 from server.sessions.call_core import CallCore
 from server.sessions.effects import Emit, Finish, PostHold, RequestHold, VoidHold
 from storage import sessions as store
+from storage.db import UNAVAILABLE_ERRORS
 from storage.sessions import CallCheckpoint
 
 if TYPE_CHECKING:
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
     from server.services import Services
 
 log = logging.getLogger("digis.call")
+#: How long the actor tries to write a call's end before leaving it to the flusher.
+END_WRITE_TIMEOUT = 5.0
+_END_RETRYABLE: tuple[type[BaseException], ...] = (*UNAVAILABLE_ERRORS, TimeoutError)
 
 
 class CallActor(SessionActor):
@@ -136,11 +140,16 @@ class CallActor(SessionActor):
         )
 
     async def persist_end(self, finish: Finish) -> rs.CallTotals:
+        """Write the final totals (the ledger work is already done).
+
+        If PostgreSQL is away the row is handed to the flusher, which writes
+        it with its next successful batch; the totals are the meter's either way.
+        """
         self.ended_wall = time.time()
         checkpoint = self.checkpoint()
         row = None
-        for attempt in range(5):
-            try:
+        try:
+            async with asyncio.timeout(END_WRITE_TIMEOUT):
                 row = await store.end_call(
                     self.services.pool,
                     session=self.session,
@@ -148,12 +157,13 @@ class CallActor(SessionActor):
                     reason=finish.reason,
                     ended_at=self.ended_wall,
                 )
-                break
-            except Exception:
-                log.warning("ending call row failed; retrying", extra={"session": self.session})
-                if attempt == 4:
-                    raise
-                await asyncio.sleep(0.2 * (attempt + 1))
+        except _END_RETRYABLE:
+            log.warning("call end deferred to the flusher", extra={"session": self.session})
+            self.services.sessions.flusher.pending_ends[self.session] = (
+                checkpoint,
+                finish.reason,
+                self.ended_wall,
+            )
         return rs.CallTotals(
             session=self.session,
             kind=self.core.kind,  # type: ignore[arg-type]

@@ -20,6 +20,7 @@ import asyncpg
 
 from storage import sessions as store
 from storage.db import UNAVAILABLE_ERRORS
+from storage.sessions import CallCheckpoint
 
 if TYPE_CHECKING:
     from server.sessions.registry import SessionRegistry
@@ -37,6 +38,8 @@ class Flusher:
         self.flushes = 0
         self.failures = 0
         self.rows_written = 0
+        #: Call ends the actor could not write itself (database away): retried here.
+        self.pending_ends: dict[str, tuple[CallCheckpoint, str, float]] = {}
         self._marks: list[tuple[str, int, float, bool]] = []
         self._chat: list[tuple[str, int, int, str, float]] = []
 
@@ -75,13 +78,15 @@ class Flusher:
                 marks, chat = stream.take_rows()
                 self._marks.extend(marks)
                 self._chat.extend(chat)
-        if not calls and not streams and not self._marks and not self._chat:
+        ends = list(self.pending_ends.values())
+        if not calls and not streams and not self._marks and not self._chat and not ends:
             return True
         started = time.perf_counter()
         marks, chat = self._marks, self._chat
         try:
             async with services.pool.acquire() as conn, conn.transaction():
                 await store.checkpoint_calls(conn, calls)
+                await store.end_calls(conn, ends)
                 await store.flush_streams(conn, streams, marks, chat)
         except _RETRYABLE as exc:
             self.failures += 1
@@ -99,6 +104,8 @@ class Flusher:
             self._marks, self._chat = [], []
             return False
         self._marks, self._chat = [], []
+        for checkpoint, _, _ in ends:
+            self.pending_ends.pop(checkpoint.session, None)
         for actor, checkpoint in zip(written, calls, strict=True):
             actor.flushed = checkpoint
             actor.flushed_at = now
