@@ -46,6 +46,7 @@ from loadtest.spawn import (
     digis_server,
     loadtest_env,
     run_seed,
+    stop_services,
 )
 from loadtest.stripe_standin import (
     SECRET_KEY,
@@ -215,8 +216,7 @@ class ChaosRun:
         finally:
             if self.server is not None:
                 await asyncio.to_thread(self.server.stop, 30.0)
-            with contextlib.suppress(Exception):
-                self._services("stop")
+            stop_services(self.env or loadtest_env(self.data))
             await self.standin.close()
             if not self.config.keep_data:
                 shutil.rmtree(self.data, ignore_errors=True)

@@ -39,6 +39,7 @@ from loadtest.spawn import (
     postmaster_pid,
     run_ledger_verify,
     run_seed,
+    stop_services,
 )
 
 
@@ -177,6 +178,8 @@ async def _spawn(options: Options, needs: SeedRequest) -> AsyncIterator[Harness]
         if probe is not None:
             await probe.close()
         await asyncio.to_thread(_stop, server)
+        # A server that had to be killed could not stop its embedded services.
+        await asyncio.to_thread(stop_services, env)
         if not options.keep_data:
             shutil.rmtree(data_dir, ignore_errors=True)
 

@@ -216,3 +216,14 @@ def postmaster_pid(data_dir: Path) -> int | None:
         return int((data_dir / "pg" / "postmaster.pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
+
+
+def stop_services(env: dict[str, str], timeout: float = 60.0) -> None:
+    """``digis services stop`` for the data directory in ``env`` (idempotent)."""
+    subprocess.run(
+        [*digis_command(), "services", "stop"],
+        env=env,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
