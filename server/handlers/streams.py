@@ -75,12 +75,8 @@ async def stream_start(ctx: Ctx, req: rq.StreamStart) -> rs.StreamStarted:
 async def stream_end(ctx: Ctx, req: rq.StreamEnd) -> rs.StreamTotals:
     actor = stream_actor_for(ctx, req.session)
     user = ctx.user.id
-    if user != actor.core.creator.id:
-        raise (
-            not_found("stream")
-            if not actor.core.is_member(user)
-            else ApiError(ErrorCode.FORBIDDEN, "only the streaming creator can end the stream")
-        )
+    if user != actor.core.creator.id:  # streams are public: no existence to hide
+        raise ApiError(ErrorCode.FORBIDDEN, "only the streaming creator can end the stream")
     await actor.ask(lambda a, now: a.core.end(user))
     totals: rs.StreamTotals = await actor.wait_finished()
     return totals

@@ -13,6 +13,7 @@ import asyncio
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -36,10 +37,30 @@ class Invite:
     timer: asyncio.TimerHandle | None = field(default=None, repr=False)
 
 
+Schedule = Callable[[float, Callable[[str], None], str], asyncio.TimerHandle]
+
+
+def _call_later(
+    delay: float, callback: Callable[[str], None], invite_id: str
+) -> asyncio.TimerHandle:
+    return asyncio.get_running_loop().call_later(delay, callback, invite_id)
+
+
 class InviteBook:
-    def __init__(self, hub: Hub, timeout: float) -> None:
+    """Ringing invitations. ``schedule`` and ``clock`` are injectable for tests."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        timeout: float,
+        *,
+        schedule: Schedule = _call_later,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.hub = hub
         self.timeout = timeout
+        self.schedule = schedule
+        self.clock = clock
         self.by_id: dict[str, Invite] = {}
         self.by_fan: dict[int, str] = {}
         self.ended: OrderedDict[str, str] = OrderedDict()
@@ -54,9 +75,9 @@ class InviteBook:
             creator=creator,
             kind=kind,
             rate=rate,
-            expires_at=time.time() + self.timeout,
+            expires_at=self.clock() + self.timeout,
         )
-        invite.timer = asyncio.get_running_loop().call_later(self.timeout, self._expire, invite.id)
+        invite.timer = self.schedule(self.timeout, self._expire, invite.id)
         self.by_id[invite.id] = invite
         self.by_fan[fan.id] = invite.id
         self.hub.send_to_user(
