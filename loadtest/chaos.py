@@ -203,7 +203,12 @@ class ChaosRun:
                     fault = self.config.faults[(iteration - 1) % len(self.config.faults)]
                 else:
                     fault = self.random.choices(FAULTS, FAULT_WEIGHTS)[0]
-                self._say(f"iteration {iteration}/{self.config.iterations}: traffic, then {fault}")
+                t = self.tally
+                self._say(
+                    f"iteration {iteration}/{self.config.iterations} "
+                    f"[{time.monotonic() - started:.0f} s, {t.crash_points} crashes, "
+                    f"{t.calls_started} calls, {t.purchases} purchases]: traffic, then {fault}"
+                )
                 await self.iteration(fault)
             await self.start_server()  # the restart settles the last crash
             await self.deliver_all_webhooks()
