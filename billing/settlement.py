@@ -88,6 +88,34 @@ async def settle_call(pool: asyncpg.Pool, ledger: Ledger, call: CallRow) -> Sett
     return Settled(call.id, posted, posted - posted_before, released)
 
 
+async def release_orphaned_holds(
+    pool: asyncpg.Pool, ledger: Ledger, *, older_than: float = 60.0
+) -> int:
+    """Void call holds whose session has ended, or never got a row.
+
+    An ended call charges nothing more, so its holds can only be leftovers
+    (a hold whose commit outcome was unknown when its call failed to start,
+    a shutdown cancelling the ledger writer mid-commit, say): released at
+    once. A call writes its row before its first hold, so a hold without a
+    row older than ``older_than`` seconds is a leftover too.
+    """
+    rows = await pool.fetch(
+        """SELECT t.key, a.user_id FROM open_holds h
+           JOIN transfers t ON t.id = h.transfer_id
+           JOIN accounts a ON a.id = h.debit_account_id
+           LEFT JOIN sessions s ON s.id = t.reference
+           WHERE t.kind = 'call_hold'
+             AND (s.status = 'ended'
+                  OR (s.id IS NULL AND t.created_at < now() - make_interval(secs => $1)))""",
+        older_than,
+    )
+    for row in rows:
+        await ledger.void_hold(fan=row["user_id"], hold_key=row["key"], key=f"{row['key']}:orphan")
+    if rows:
+        log.warning("orphaned call holds released", extra={"holds": len(rows)})
+    return len(rows)
+
+
 async def settle_orphans(
     pool: asyncpg.Pool,
     ledger: Ledger,
@@ -116,6 +144,7 @@ async def settle_orphans(
         if call.id in live:
             continue
         done.append(await settle_call(pool, ledger, call))
+    await release_orphaned_holds(pool, ledger)
     ended = await sessions.end_stale_streams(
         pool,
         node_id=node_id,

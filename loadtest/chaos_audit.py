@@ -61,6 +61,11 @@ async def audit(
     conn = await asyncpg.connect(dsn)
     try:
         open_holds = await conn.fetchval("SELECT count(*) FROM open_holds")
+        hold_details = await conn.fetch(
+            """SELECT t.key, t.reference, t.created_at, s.status, s.end_reason
+               FROM open_holds h JOIN transfers t ON t.id = h.transfer_id
+               LEFT JOIN sessions s ON s.id = t.reference LIMIT 5"""
+        )
         active = await conn.fetchval("SELECT count(*) FROM sessions WHERE status = 'active'")
         live = await conn.fetchval("SELECT count(*) FROM streams WHERE status = 'live'")
         checks.append(
@@ -75,7 +80,8 @@ async def audit(
                         ("live streams", live),
                     )
                     if count
-                ],
+                ]
+                + [f"open hold {dict(r)}" for r in hold_details],
             )
         )
         rows = await conn.fetch(

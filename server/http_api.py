@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import msgspec
-from aiohttp import web
+from aiohttp import ClientConnectionResetError, web
 
 from protocol.asyncapi import render as render_asyncapi
 from protocol.codec import readable
@@ -92,7 +92,7 @@ async def envelope_middleware(request: web.Request, handler: Handler) -> web.Str
         code = _STATUS_CODES.get(exc.status, ErrorCode.VALIDATION_ERROR)
         message = exc.reason if exc.status != 413 else "request body too large"
         response = error_response(code, message, rid, status=exc.status)
-    except ConnectionResetError:
+    except ClientConnectionResetError:
         raise  # the client went away (for instance mid-upgrade): nothing to answer
     except UNAVAILABLE_ERRORS:
         log.warning("backing service unavailable", extra={"req": rid}, exc_info=True)

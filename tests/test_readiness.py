@@ -51,6 +51,16 @@ async def test_readyz_turns_false_when_postgres_stops_and_back(
                     await client.request("balance.get", timeout=20)
                 assert refused.value.code == "TEMPORARILY_UNAVAILABLE"
                 assert refused.value.retry_after_ms
+                async with (
+                    aiohttp.ClientSession() as http,
+                    http.post(
+                        running.http_url + "/auth/login",
+                        json={"email": user.email, "password": user.password},
+                    ) as response,
+                ):
+                    assert response.status == 503
+                    body = await response.json()
+                    assert body["error"]["code"] == "TEMPORARILY_UNAVAILABLE"
                 await asyncio.to_thread(pg.start)
                 async with asyncio.timeout(20):
                     while (await readyz(running.http_url))[0] != 200:

@@ -74,3 +74,21 @@ async def test_no_redis_means_other_nodes_are_left_alone(server: RunningServer) 
     finally:
         server.services.presence.degraded = False
     assert await server.services.sessions.settle_now() == 1
+
+
+async def test_holds_of_ended_sessions_are_released(server: RunningServer) -> None:
+    from storage.sessions import CallCheckpoint
+
+    session = await _orphan(server, server.services.node_id, stale=False)
+    await sessions.end_call(
+        server.services.pool,
+        session=session,
+        totals=CallCheckpoint(session, 0, 0, 0, 0),
+        reason="failed",
+        ended_at=time.time(),
+    )
+    async with server.services.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM open_holds") == 1
+    await server.services.sessions.settle_now()
+    async with server.services.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM open_holds") == 0
