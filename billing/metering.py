@@ -17,6 +17,18 @@ def tokens_for_seconds(rate_per_minute: int, seconds: int) -> int:
     return rate_per_minute * seconds // 60
 
 
+def seconds_for_tokens(rate_per_minute: int, tokens: int) -> int:
+    """The fewest billed seconds whose charge reaches ``tokens``.
+
+    The inverse of :func:`tokens_for_seconds` from below: for a positive rate,
+    ``tokens_for_seconds(rate, seconds_for_tokens(rate, t)) == t``. A free
+    call (zero rate) charges nothing, so it maps to zero seconds.
+    """
+    if rate_per_minute <= 0 or tokens <= 0:
+        return 0
+    return -(-60 * tokens // rate_per_minute)
+
+
 @dataclass(slots=True)
 class Meter:
     """The running meter of one call."""

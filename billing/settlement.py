@@ -5,6 +5,11 @@ transfers referencing the session. Settling posts, across the call's open
 holds in order, exactly ``checkpoint - already posted`` tokens (with the
 cumulative fee rule), voids what is left, and marks the call ended. Keys are
 derived from the hold keys, so settling twice (two nodes, a retry) is harmless.
+
+The ledger can be ahead of the checkpoint (a renewal or the final post
+committed, the process died before the next checkpoint): those posts came
+from the meter, so they stand, and the billed seconds recorded are raised to
+the fewest seconds that cost that much, keeping seconds and charge consistent.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import asyncpg
 
 from billing.fees import fee_increment, fee_on
 from billing.ledger import Ledger
+from billing.metering import seconds_for_tokens
 from storage import sessions
 from storage.sessions import CallCheckpoint, CallRow
 
@@ -73,7 +79,8 @@ async def settle_call(pool: asyncpg.Pool, ledger: Ledger, call: CallRow) -> Sett
             await ledger.void_hold(fan=call.fan_id, hold_key=hold_key, key=f"{hold_key}:settle")
             released += 1
     fee = fee_on(posted, call.fee_bps)
-    checkpoint = CallCheckpoint(call.id, call.billed_seconds, posted, fee, posted - fee)
+    seconds = max(call.billed_seconds, seconds_for_tokens(call.rate_per_minute, posted))
+    checkpoint = CallCheckpoint(call.id, seconds, posted, fee, posted - fee)
     await sessions.end_call(
         pool,
         session=call.id,

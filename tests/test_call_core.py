@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from billing.fees import fee_on
-from billing.metering import tokens_for_seconds
+from billing.metering import seconds_for_tokens, tokens_for_seconds
 from protocol import events as ev
 from protocol.base import UserRef
 from server.sessions.call_core import CallConfig, CallCore, Hold
@@ -137,6 +137,15 @@ def start_call(
     sim = Sim(core, wallet, now)
     sim.drain()
     return sim
+
+
+@given(st.integers(1, 10_000), st.integers(0, 100_000))
+def test_seconds_for_tokens_is_the_least_inverse_of_the_meter(rate: int, seconds: int) -> None:
+    tokens = tokens_for_seconds(rate, seconds)
+    least = seconds_for_tokens(rate, tokens)
+    assert least <= seconds
+    assert tokens_for_seconds(rate, least) == tokens
+    assert least == 0 or tokens_for_seconds(rate, least - 1) < tokens
 
 
 @pytest.mark.parametrize("rate", [1, 7, 30, 59, 60, 61, 100, 599, 1000])

@@ -92,3 +92,29 @@ async def test_holds_of_ended_sessions_are_released(server: RunningServer) -> No
     await server.services.sessions.settle_now()
     async with server.services.pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM open_holds") == 0
+
+
+async def test_posts_ahead_of_the_checkpoint_stand_with_consistent_seconds(
+    server: RunningServer,
+) -> None:
+    """The final post committed, the process died before the end row: 9 tokens
+    posted at 60/min against a checkpoint of 7 s / 7 tokens."""
+    session = await _orphan(server, "node-long-gone", stale=True)
+    async with server.services.pool.acquire() as conn:
+        fan, creator = await conn.fetchrow(
+            "SELECT fan_id, creator_id FROM sessions WHERE id = $1", session
+        )
+    await server.services.ledger.post_hold(
+        fan=fan,
+        creator=creator,
+        hold_key=f"hold:{session}:1",
+        amount=9,
+        fee=1,
+        key=f"post:{session}:1",
+        reference=session,
+    )
+    # the post closed the only hold, so settling posts nothing more
+    assert await server.services.sessions.settle_now() == 1
+    row = await sessions.get_call(server.services.pool, session)
+    assert row is not None and row.status == "ended"
+    assert (row.tokens_charged, row.billed_seconds) == (9, 9)
