@@ -25,6 +25,7 @@ from server.appkeys import SERVICES
 from server.auth import AccessTokens, Passwords
 from server.balances import BalancePusher
 from server.config import Settings, jwt_secret
+from server.envelope import add_fallback
 from server.heartbeat import Heartbeat
 from server.hub import Hub
 from server.limits import Limits, Rate
@@ -44,9 +45,8 @@ MAX_BODY_BYTES = 256 * 1024
 
 
 def create_app(settings: Settings, *, dsn: str, redis_url: str) -> web.Application:
-    app = web.Application(
-        middlewares=[http_api.envelope_middleware], client_max_size=MAX_BODY_BYTES
-    )
+    # No middlewares: see ``server.envelope`` (a middleware costs every socket memory).
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
 
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         pool = await create_pool(dsn)
@@ -119,6 +119,7 @@ def create_app(settings: Settings, *, dsn: str, redis_url: str) -> web.Applicati
     http_api.add_routes(app)
     add_payment_routes(app)
     app.router.add_get("/ws", websocket)
+    add_fallback(app)
     return app
 
 

@@ -42,6 +42,7 @@ CLOSE_TIMEOUT = 2.0
 
 SessionLeaveHook = Callable[["Connection"], None]
 _PONG = 0xA
+_ENDS = frozenset((WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR))
 
 
 class Connection:
@@ -54,7 +55,7 @@ class Connection:
     __slots__ = (
         "_auth_timer",
         "_counter",
-        "_expiry_timer",
+        "_expiry_warned",
         "_leave_hooks",
         "_loop",
         "_routes",
@@ -105,7 +106,8 @@ class Connection:
         self._counter = 0
         self._tasks: set[asyncio.Task[None]] | None = None
         self._auth_timer: asyncio.TimerHandle | None = None
-        self._expiry_timer: asyncio.TimerHandle | None = None
+        #: The token expiry last warned about (``auth.expiring`` goes out once per token).
+        self._expiry_warned = 0.0
         self._send_limit = services.settings.send_buffer_bytes
 
     # --- writing ---------------------------------------------------------------
@@ -175,7 +177,14 @@ class Connection:
         if self._tasks is None:
             self._tasks = set()
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._untrack)
+
+    def _untrack(self, task: asyncio.Task[None]) -> None:
+        tasks = self._tasks
+        if tasks is not None:
+            tasks.discard(task)
+            if not tasks:
+                self._tasks = None  # an idle socket keeps no empty set
 
     def add_leave_hook(self, key: str, hook: SessionLeaveHook) -> None:
         """Call ``hook(self)`` once when this socket goes away."""
@@ -234,25 +243,24 @@ class Connection:
                 self._auth_timer = self._loop.call_later(
                     settings.auth_deadline, self._auth_deadline_missed
                 )
-            async for message in self.ws:
+            receive = self.ws.receive
+            while True:
+                message = await receive()  # not ``async for``: one coroutine frame less
                 self.last_seen = self._loop.time()
                 kind = message.type
                 if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
                     self.on_frame(message.data)
                 elif kind is WSMsgType.PING:
                     self.send_control(_PONG, message.data)
-                elif (
-                    kind is WSMsgType.CLOSE or kind is WSMsgType.CLOSING or kind is WSMsgType.ERROR
-                ):
+                elif kind in _ENDS:
                     break
         finally:
             self._teardown()
 
     def _teardown(self) -> None:
         self.closed = True
-        for timer in (self._auth_timer, self._expiry_timer):
-            if timer is not None:
-                timer.cancel()
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
         hooks = list(self._leave_hooks.values()) if self._leave_hooks else []
         self._leave_hooks = None
         for hook in hooks:
@@ -278,31 +286,30 @@ class Connection:
             self._auth_timer = None
         self.user = principal
         hub.attach(self, principal.id)
-        self._schedule_expiry(principal.expires_at)
+        self.check_expiry(time.time())
         return True
 
     def refresh(self, principal: Principal) -> None:
-        """Replace the socket's token (same user) and re-arm the expiry timers."""
+        """Replace the socket's token (same user); its expiry is checked afresh."""
         self.user = principal
-        self._schedule_expiry(principal.expires_at)
+        self.check_expiry(time.time())
 
-    def _schedule_expiry(self, expires_at: float) -> None:
-        if self._expiry_timer is not None:
-            self._expiry_timer.cancel()
-        remaining = expires_at - time.time()
-        warn_in = max(0.0, remaining - min(EXPIRY_WARNING_SECONDS, remaining / 4))
-        self._expiry_timer = self._loop.call_later(warn_in, self._warn_expiry, expires_at)
+    def check_expiry(self, wall: float) -> None:
+        """Warn once when the token is about to expire; close 4001 once it has.
 
-    def _warn_expiry(self, expires_at: float) -> None:
-        left = expires_at - time.time()
-        if self.closed:
+        Called at authentication and by the heartbeat sweep (a timer per
+        socket would cost memory on every idle socket): the close comes at
+        most one sweep (``DIGIS_HEARTBEAT`` / 10) after the expiry.
+        """
+        user = self.user
+        if user is None or self.closed:
             return
+        left = user.expires_at - wall
         if left <= 0:
-            self._expiry_timer = None
             self.close_soon(CloseCode.TOKEN_EXPIRED, "access token expired")
-            return
-        self.send_message(AuthExpiring(expires_at=expires_at, seconds_left=int(left)))
-        self._expiry_timer = self._loop.call_later(left, self._warn_expiry, expires_at)
+        elif left <= EXPIRY_WARNING_SECONDS and self._expiry_warned != user.expires_at:
+            self._expiry_warned = user.expires_at
+            self.send_message(AuthExpiring(expires_at=user.expires_at, seconds_left=int(left)))
 
     # --- requests --------------------------------------------------------------
 

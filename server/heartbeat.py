@@ -6,13 +6,16 @@ once. Here a single sweep runs ``SWEEPS_PER_INTERVAL`` times per
 ``DIGIS_HEARTBEAT`` interval: a socket that sent nothing for an interval gets
 a ping frame (pre-built bytes written to its transport), and one silent for
 1.5 intervals (no pong either) is dropped. Its client sees an abnormal
-closure (1006) if it ever notices; a live client just reconnects.
+closure (1006) if it ever notices; a live client just reconnects. The same
+sweep warns sockets whose access token is about to expire and closes those
+whose token has (``Connection.check_expiry``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from protocol.codes import CloseCode
 from server.hub import Hub
@@ -43,7 +46,9 @@ class Heartbeat:
     def sweep(self, now: float) -> None:
         quiet = self.interval
         dead = self.interval * 1.5
+        wall = time.time()
         for conn in self.hub.all_connections():
+            conn.check_expiry(wall)
             silent = now - conn.last_seen
             if silent >= dead:
                 if not conn.transport.is_closing():

@@ -2,7 +2,8 @@
 
 Events addressed to a user reach every socket the user has open (phone and
 browser alike). The hub is touched only from the event loop thread, so it
-needs no lock.
+needs no lock. A user's sockets are a small tuple (capped by
+``DIGIS_MAX_SOCKETS_PER_USER``): one socket costs 48 bytes, not a set's 216.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ PresenceListener = Callable[[int, bool], None]
 
 class Hub:
     def __init__(self) -> None:
-        self._by_user: dict[int, set[Connection]] = {}
+        self._by_user: dict[int, tuple[Connection, ...]] = {}
         self._all: set[Connection] = set()
         self._listeners: list[PresenceListener] = []
 
@@ -40,25 +41,28 @@ class Hub:
             self.detach(conn, conn.user.id)
 
     def attach(self, conn: Connection, user_id: int) -> None:
-        sockets = self._by_user.setdefault(user_id, set())
-        first = not sockets
-        sockets.add(conn)
-        if first:
+        sockets = self._by_user.get(user_id, ())
+        if conn in sockets:
+            return
+        self._by_user[user_id] = (*sockets, conn)
+        if not sockets:
             for listener in self._listeners:
                 listener(user_id, True)
 
     def detach(self, conn: Connection, user_id: int) -> None:
-        sockets = self._by_user.get(user_id)
-        if not sockets or conn not in sockets:
+        sockets = self._by_user.get(user_id, ())
+        if conn not in sockets:
             return
-        sockets.discard(conn)
-        if not sockets:
+        rest = tuple(c for c in sockets if c is not conn)
+        if rest:
+            self._by_user[user_id] = rest
+        else:
             del self._by_user[user_id]
             for listener in self._listeners:
                 listener(user_id, False)
 
-    def sockets(self, user_id: int) -> set[Connection]:
-        return self._by_user.get(user_id, set())
+    def sockets(self, user_id: int) -> tuple[Connection, ...]:
+        return self._by_user.get(user_id, ())
 
     def socket_count(self, user_id: int) -> int:
         return len(self._by_user.get(user_id, ()))
@@ -84,7 +88,7 @@ class Hub:
         out = message if isinstance(message, Outgoing) else Outgoing(message)
         sent = 0
         for user_id in user_ids:
-            for conn in tuple(self._by_user.get(user_id, ())):
+            for conn in self._by_user.get(user_id, ()):
                 if conn.send_outgoing(out):
                     sent += 1
         return sent

@@ -43,8 +43,9 @@ from protocol.events import AccountFlagged, PaymentUpdated, PayoutUpdated
 from protocol.http import PaymentIntentBody
 from server import identity
 from server.appkeys import SERVICES
+from server.envelope import enveloped, json_response
 from server.errors import ApiError, ledger_errors
-from server.http_api import decode_body, json_response
+from server.http_api import decode_body
 from server.services import Services
 
 log = logging.getLogger("digis.payments")
@@ -207,8 +208,8 @@ async def stripe_webhook(request: web.Request) -> web.Response:
 
 
 def add_payment_routes(app: web.Application) -> None:
-    app.router.add_post("/payments/intent", payment_intent)
-    app.router.add_post("/webhooks/stripe", stripe_webhook)
+    app.router.add_post("/payments/intent", enveloped(payment_intent))
+    app.router.add_post("/webhooks/stripe", enveloped(stripe_webhook))
 
 
 # --- background work -----------------------------------------------------------------

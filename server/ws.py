@@ -17,11 +17,12 @@ from protocol.codec import codec_for_subprotocol
 from protocol.codes import CloseCode, ErrorCode
 from server.appkeys import SERVICES
 from server.connection import Connection
+from server.envelope import refusal
 from server.errors import ApiError
 from server.handlers import ROUTES
-from server.http_api import request_id_of
 from server.identity import principal_from_token
 from server.router import Principal
+from server.services import Services
 
 log = logging.getLogger("digis.ws")
 
@@ -32,15 +33,14 @@ def _origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> bool:
     return "*" in allowed or origin.rstrip("/") in allowed
 
 
-async def websocket(request: web.Request) -> web.StreamResponse:
-    services = request.app[SERVICES]
+async def _admit(request: web.Request, services: Services) -> Principal | None:
+    """The checks made before upgrading; raises ApiError. The Bearer principal, if any."""
     settings = services.settings
     if services.shutting_down:
         raise web.HTTPServiceUnavailable(reason="server is shutting down")
     if not _origin_allowed(request.headers.get("Origin"), settings.allowed_origins):
         raise ApiError(ErrorCode.FORBIDDEN, "origin not allowed")
-    address = request.remote or "unknown"
-    wait = services.limits.check_handshake(address)
+    wait = services.limits.check_handshake(request.remote or "unknown")
     if wait > 0:
         services.metrics.rate_limited.labels("handshake").inc()
         raise ApiError(
@@ -48,18 +48,21 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             "too many connections from this address",
             retry_after_ms=int(wait * 1000),
         )
-    principal: Principal | None = None
     header = request.headers.get("Authorization", "")
-    if header:
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise ApiError(ErrorCode.AUTH_REQUIRED, "Authorization must be 'Bearer <token>'")
-        principal = await principal_from_token(services, token.strip())
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(ErrorCode.AUTH_REQUIRED, "Authorization must be 'Bearer <token>'")
+    return await principal_from_token(services, token.strip())
 
+
+async def _upgrade(request: web.Request, services: Services) -> Connection | web.WebSocketResponse:
+    """Upgrade; the Connection to serve, or a response already closed (no subprotocol)."""
     ws = web.WebSocketResponse(
         protocols=SUBPROTOCOLS,
         heartbeat=None,  # one server-wide sweep instead (server/heartbeat.py)
-        max_msg_size=settings.max_frame_bytes,
+        max_msg_size=services.settings.max_frame_bytes,
         compress=False,
         autoping=False,  # the connection answers pings and sees pongs itself
     )
@@ -76,15 +79,25 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             message=b"supported subprotocols: " + ", ".join(SUBPROTOCOLS).encode(),
         )
         return ws
-    conn = Connection(services, ws, transport, codec, address, ROUTES)
+    return Connection(services, ws, transport, codec, request.remote or "unknown", ROUTES)
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    """``GET /ws``. This frame lives as long as the socket: it keeps few locals."""
+    services = request.app[SERVICES]
+    try:
+        principal = await _admit(request, services)
+        conn = await _upgrade(request, services)
+    except Exception as exc:
+        return refusal(exc, request)
+    if not isinstance(conn, Connection):
+        return conn
+    address = conn.remote
     services.limits.socket_opened(address)
-    log.debug(
-        "socket open",
-        extra={"conn": conn.id, "req": request_id_of(request), "encoding": codec.name},
-    )
+    log.debug("socket open", extra={"conn": conn.id, "encoding": conn.codec.name})
     try:
         await conn.serve(preauthenticated=principal)
     finally:
         services.limits.socket_closed(address)
-        log.debug("socket closed", extra={"conn": conn.id, "code": ws.close_code})
-    return ws
+        log.debug("socket closed", extra={"conn": conn.id, "code": conn.ws.close_code})
+    return conn.ws

@@ -28,7 +28,6 @@ from aiohttp.test_utils import TestServer
 from billing.ledger import Ledger
 from billing.stripe_gateway import StripeGateway
 from loadtest.stripe_standin import SECRET_KEY, WEBHOOK_SECRET, StripeStandin, sign
-from server import http_api
 from server.appkeys import SERVICES
 from server.handlers import ROUTES
 from server.handlers.payments import router as payments_router
@@ -126,7 +125,7 @@ async def make_pay_env(
         if any(r.canonical == "/webhooks/stripe" for r in app.router.resources()):
             url = running.http_url
         else:
-            local = web.Application(middlewares=[http_api.envelope_middleware])
+            local = web.Application()
             local[SERVICES] = services
             add_payment_routes(local)
             server = TestServer(local, host="127.0.0.1")

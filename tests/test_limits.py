@@ -93,6 +93,7 @@ async def test_http_errors_use_the_envelope_and_security_headers(server: Running
             ("DELETE", "/healthz", None, 405),
             ("POST", "/auth/register", b"x" * (300 * 1024), 413),
             ("POST", "/auth/login", b"[]", 400),
+            ("GET", "/ws", None, 400),  # not an upgrade
         ):
             async with http.request(method, server.http_url + path, data=body) as response:
                 assert response.status == status, path
@@ -106,6 +107,18 @@ async def test_http_errors_use_the_envelope_and_security_headers(server: Running
                     assert envelope["type"] == "error"
                     assert envelope["error"]["requestId"] == response.headers["X-Request-Id"]
                     assert "Traceback" not in await response.text()
+                if status == 405:
+                    assert set(response.headers["Allow"].split(",")) >= {"GET", "HEAD"}
+        # refused before the upgrade: the envelope and headers too
+        refused = {"Origin": "https://evil.example", "X-Request-Id": "ws-trace-1"}
+        async with http.get(server.ws_url.replace("ws://", "http://"), headers=refused) as response:
+            assert response.status == 403
+            assert response.headers["X-Frame-Options"] == "DENY"
+            assert (await response.json())["error"] == {
+                "code": "FORBIDDEN",
+                "message": "origin not allowed",
+                "requestId": "ws-trace-1",
+            }
         headers = {"X-Forwarded-Proto": "https", "X-Request-Id": "trace-me-123"}
         async with http.get(server.http_url + "/healthz", headers=headers) as response:
             assert response.headers["Strict-Transport-Security"].startswith("max-age=")

@@ -136,7 +136,7 @@ async def call_accept(ctx: Ctx, req: rq.CallAccept) -> rs.CallJoined:
     fan_view = actor.joined(invite.fan.id)
     creator_view = actor.joined(invite.creator.id)
     services.hub.send_to_user(invite.fan.id, ev.CallStarted(call=fan_view))
-    for conn in tuple(services.hub.sockets(invite.creator.id)):
+    for conn in services.hub.sockets(invite.creator.id):
         if conn is not ctx.conn:
             conn.send_message(ev.CallStarted(call=creator_view))
     log.info("call started", extra={"session": actor.session, "rate": invite.rate})
@@ -212,7 +212,7 @@ async def _start_call(ctx: Ctx, invite: Invite) -> CallActor:
     )
     actor = CallActor(services, core, started_wall=started)
     for user_id in core.participants:
-        for conn in tuple(services.hub.sockets(user_id)):
+        for conn in services.hub.sockets(user_id):
             actor.attach(conn, user_id, now)
     services.sessions.add_call(actor)
     services.sessions.starting.discard(session)

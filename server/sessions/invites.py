@@ -113,7 +113,7 @@ class InviteBook:
         """The call started: stop ringing the creator's other sockets."""
         self._forget(invite, "accepted")
         event = ev.CallInviteEnded(invite=invite.id, reason="answered_elsewhere")
-        for conn in tuple(self.hub.sockets(invite.creator.id)):
+        for conn in self.hub.sockets(invite.creator.id):
             if conn is not accepting_conn:
                 conn.send_message(event)
 
