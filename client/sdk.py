@@ -208,6 +208,10 @@ class Client:
             raw_result = await asyncio.wait_for(future, timeout)
         finally:
             self._pending.pop(message.id, None)
+            if future.done() and not future.cancelled():
+                # the reader may have failed it while the send was failing too:
+                # consume it, or asyncio reports "exception was never retrieved"
+                future.exception()
         result_type = RESULTS[type(message)]
         self._track_result(message, raw_result)
         return msgspec.convert(raw_result, result_type)

@@ -162,3 +162,38 @@ async def test_profile_get_and_update(server: RunningServer) -> None:
         updated = await client.request("me.update", bio=text, display_name="Star")
         assert updated.bio == text and updated.display_name == "Star"
         assert (await client.request("me.get")).bio == text
+
+
+async def test_sdk_request_lost_mid_send_leaves_no_unretrieved_future(
+    server: RunningServer,
+) -> None:
+    """The reader fails a pending request while its send fails too: one ConnectionLost, and
+    no "Future exception was never retrieved" from asyncio afterwards."""
+    import gc
+
+    from websockets.exceptions import ConnectionClosedError
+    from websockets.frames import Close
+
+    from client.sdk import ConnectionLost
+
+    user = await register_user(server)
+    reported: list[dict] = []
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    try:
+        async with server.connect(user.access_token, reconnect=False) as client:
+            closed = Close(1012, "server restarting")
+
+            async def failing_send(_data: object) -> None:
+                client._fail_pending(ConnectionLost(1012, "server restarting"))
+                raise ConnectionClosedError(closed, None)
+
+            client._ws.send = failing_send  # type: ignore[union-attr]
+            with pytest.raises(ConnectionLost):
+                await client.request("ping")
+        gc.collect()
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(previous)
+    assert not [c for c in reported if "never retrieved" in str(c.get("message"))]
