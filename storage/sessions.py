@@ -142,6 +142,14 @@ async def end_calls(conn: Executor, ends: Sequence[tuple[CallCheckpoint, str, fl
     )
 
 
+async def end_reasons(conn: Executor, sessions: Sequence[str]) -> dict[str, str | None]:
+    """The stored end reason of each of ``sessions`` that has a row."""
+    rows = await conn.fetch(
+        "SELECT id, end_reason FROM sessions WHERE id = ANY($1::text[])", list(sessions)
+    )
+    return {row["id"]: row["end_reason"] for row in rows}
+
+
 async def get_call(conn: Executor, session: str) -> CallRow | None:
     row = await conn.fetchrow(f"SELECT {_CALL_COLUMNS} FROM sessions WHERE id = $1", session)
     return None if row is None else CallRow(**dict(row.items()))

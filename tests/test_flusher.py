@@ -82,3 +82,43 @@ async def test_a_call_end_the_actor_could_not_write_is_written_by_the_flusher(
         9,
         "hangup",
     )
+
+
+async def test_simultaneous_call_ends_share_a_transaction(server: RunningServer) -> None:
+    import asyncio
+    import time
+
+    from storage.sessions import CallCheckpoint
+
+    fan = await quick_user(server)
+    creator = await quick_user(server, "creator")
+    ids = [f"mass{n}_{fan.id}" for n in range(40)]
+    for session in ids:
+        await sessions.create_call(
+            server.services.pool,
+            session=session,
+            kind="video",
+            fan_id=fan.id,
+            creator_id=creator.id,
+            rate=60,
+            fee_bps=2000,
+            node_id="n",
+            started_at=time.time(),
+        )
+    ends = server.services.sessions.ends
+    # the first call was already ended elsewhere (settled by another node, say)
+    await ends.end(CallCheckpoint(ids[0], 3, 3, 0, 3), "server_error", time.time())
+    before = ends.batches
+    reasons = await asyncio.gather(
+        *(
+            ends.end(CallCheckpoint(s, n, n, 0, n), "hangup", time.time())
+            for n, s in enumerate(ids)
+        ),
+        ends.end(CallCheckpoint("no-such-call", 1, 1, 0, 1), "hangup", time.time()),
+    )
+    assert ends.batches - before <= 2  # 41 ends, not 41 transactions
+    assert reasons == ["server_error", *["hangup"] * 39, None]
+    for n, session in enumerate(ids):
+        row = await sessions.get_call(server.services.pool, session)
+        assert row is not None and row.status == "ended"
+        assert row.billed_seconds == (3 if n == 0 else n)  # an ended row is kept as it was

@@ -15,7 +15,6 @@ from server.errors import ApiError
 from server.sessions.actor import SessionActor
 from server.sessions.call_core import CallCore
 from server.sessions.effects import Emit, Finish, PostHold, RequestHold, VoidHold
-from storage import sessions as store
 from storage.db import UNAVAILABLE_ERRORS
 from storage.sessions import CallCheckpoint
 
@@ -142,20 +141,18 @@ class CallActor(SessionActor):
     async def persist_end(self, finish: Finish) -> rs.CallTotals:
         """Write the final totals (the ledger work is already done).
 
-        If PostgreSQL is away the row is handed to the flusher, which writes
-        it with its next successful batch; the totals are the meter's either way.
+        The row is written with other calls ending at the same moment
+        (``call_ends.py``). If PostgreSQL is away it is handed to the
+        flusher, which writes it with its next successful batch; the totals
+        are the meter's either way.
         """
         self.ended_wall = time.time()
         checkpoint = self.checkpoint()
-        row = None
+        stored: str | None = None
         try:
             async with asyncio.timeout(END_WRITE_TIMEOUT):
-                row = await store.end_call(
-                    self.services.pool,
-                    session=self.session,
-                    totals=checkpoint,
-                    reason=finish.reason,
-                    ended_at=self.ended_wall,
+                stored = await self.services.sessions.ends.end(
+                    checkpoint, finish.reason, self.ended_wall
                 )
         except _END_RETRYABLE:
             log.warning("call end deferred to the flusher", extra={"session": self.session})
@@ -175,7 +172,7 @@ class CallActor(SessionActor):
             tokens_charged=checkpoint.charged,
             platform_fee=checkpoint.fee,
             creator_earned=checkpoint.earned,
-            end_reason=row.end_reason if row and row.end_reason else finish.reason,
+            end_reason=stored or finish.reason,
         )
 
     def announce_end(self, finish: Finish) -> None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from billing.settlement import settle_orphans
 from server.sessions.actor import SessionActor
 from server.sessions.call_actor import CallActor
+from server.sessions.call_ends import CallEnds
 from server.sessions.flusher import Flusher
 from server.sessions.invites import InviteBook
 from server.sessions.stream_actor import StreamActor
@@ -33,6 +34,7 @@ class SessionRegistry:
         self.creator_stream: dict[int, str] = {}
         self.invites = InviteBook(services.hub, services.settings.call_invite_timeout)
         self.flusher = Flusher(self, services.settings.flush_interval)
+        self.ends = CallEnds(services.pool)
         self.accepting: set[int] = set()
         #: Sessions whose row exists (or is being written) but whose actor is
         #: not registered yet: settlement must never touch them.
@@ -78,6 +80,7 @@ class SessionRegistry:
 
     def start(self) -> None:
         self.services.spawn(self.flusher.run(), "flusher")
+        self.services.spawn(self.ends.run(), "call-ends")
         self.services.spawn(self._settle_loop(), "settlement")
 
     async def settle_now(self, *, at_start: bool = False) -> int:
