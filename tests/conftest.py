@@ -13,6 +13,7 @@ import itertools
 import os
 import shutil
 import tempfile
+import time
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -219,6 +220,32 @@ async def wait_closed(client: Client, timeout: float = 10.0) -> int | None:
         async for _event in client.events():
             pass
     return client.close_code
+
+
+async def call_row(
+    server: RunningServer,
+    session: str,
+    fan_id: int,
+    creator_id: int,
+    *,
+    node: str = "n",
+    kind: str = "video",
+    rate: int = 60,
+) -> None:
+    """A call's ``sessions`` row (active, 20% fee), as a call actor writes it at accept."""
+    from storage import sessions
+
+    await sessions.create_call(
+        server.services.pool,
+        session=session,
+        kind=kind,
+        fan_id=fan_id,
+        creator_id=creator_id,
+        rate=rate,
+        fee_bps=2000,
+        node_id=node,
+        started_at=time.time(),
+    )
 
 
 async def quick_user(server: RunningServer, role: str = "fan", tokens: int = 0) -> TestUser:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from storage import sessions
-from tests.conftest import RunningServer, quick_user
+from tests.conftest import RunningServer, call_row, quick_user
 
 
 async def test_one_flush_writes_all_streams_and_a_bad_row_blocks_nothing(
@@ -55,17 +55,7 @@ async def test_a_call_end_the_actor_could_not_write_is_written_by_the_flusher(
 
     fan = await quick_user(server)
     creator = await quick_user(server, "creator")
-    await sessions.create_call(
-        server.services.pool,
-        session="deferred1",
-        kind="voice",
-        fan_id=fan.id,
-        creator_id=creator.id,
-        rate=60,
-        fee_bps=2000,
-        node_id="n",
-        started_at=time.time(),
-    )
+    await call_row(server, "deferred1", fan.id, creator.id, kind="voice")
     flusher = server.services.sessions.flusher
     flusher.pending_ends["deferred1"] = (
         CallCheckpoint("deferred1", 9, 9, 1, 8),
@@ -94,17 +84,7 @@ async def test_simultaneous_call_ends_share_a_transaction(server: RunningServer)
     creator = await quick_user(server, "creator")
     ids = [f"mass{n}_{fan.id}" for n in range(40)]
     for session in ids:
-        await sessions.create_call(
-            server.services.pool,
-            session=session,
-            kind="video",
-            fan_id=fan.id,
-            creator_id=creator.id,
-            rate=60,
-            fee_bps=2000,
-            node_id="n",
-            started_at=time.time(),
-        )
+        await call_row(server, session, fan.id, creator.id)
     ends = server.services.sessions.ends
     # the first call was already ended elsewhere (settled by another node, say)
     await ends.end(CallCheckpoint(ids[0], 3, 3, 0, 3), "server_error", time.time())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from storage import sessions
-from tests.conftest import RunningServer, quick_user
+from tests.conftest import RunningServer, call_row, quick_user
 
 
 async def _orphan(server: RunningServer, node: str, *, stale: bool) -> str:
@@ -16,17 +16,7 @@ async def _orphan(server: RunningServer, node: str, *, stale: bool) -> str:
         fan=fan.id, amount=30, key=f"hold:{session}:1", reference=session
     )
     assert hold.applied
-    await sessions.create_call(
-        server.services.pool,
-        session=session,
-        kind="video",
-        fan_id=fan.id,
-        creator_id=creator.id,
-        rate=60,
-        fee_bps=2000,
-        node_id=node,
-        started_at=time.time(),
-    )
+    await call_row(server, session, fan.id, creator.id, node=node)
     async with server.services.pool.acquire() as conn:
         await conn.execute(
             "UPDATE sessions SET tokens_charged = 7, billed_seconds = 7, checkpoint_at = "
