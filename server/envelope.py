@@ -31,7 +31,6 @@ log = logging.getLogger("digis.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-REQUEST_ID = web.RequestKey("request_id", str)
 #: The catch-all route answering unknown paths (404) and methods (405).
 FALLBACK_PATH = "/{tail:.*}"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -61,17 +60,10 @@ def error_response(
     return json_response(envelope, status or error_status(code))
 
 
-def assign_request_id(request: web.Request) -> str:
-    """The client's ``X-Request-Id`` when well formed, else a fresh one; kept on the request."""
+def request_id_for(request: web.Request) -> str:
+    """The client's ``X-Request-Id`` when well formed, else a fresh one."""
     incoming = request.headers.get("X-Request-Id", "")
-    rid = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
-    request[REQUEST_ID] = rid
-    return rid
-
-
-def request_id_of(request: web.Request) -> str:
-    rid: str = request.get(REQUEST_ID, "-")
-    return rid
+    return incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
 
 
 def response_for(exc: Exception, request: web.Request, rid: str) -> web.Response:
@@ -117,7 +109,7 @@ def enveloped(handler: Handler) -> Handler:
 
     @functools.wraps(handler)
     async def wrapped(request: web.Request) -> web.StreamResponse:
-        rid = assign_request_id(request)
+        rid = request_id_for(request)
         try:
             response = await handler(request)
         except Exception as exc:
@@ -129,7 +121,7 @@ def enveloped(handler: Handler) -> Handler:
 
 def refusal(exc: Exception, request: web.Request) -> web.StreamResponse:
     """The enveloped answer to a request refused before its handler got going."""
-    rid = assign_request_id(request)
+    rid = request_id_for(request)
     return secured(response_for(exc, request, rid), request, rid)
 
 

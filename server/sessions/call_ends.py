@@ -12,15 +12,12 @@ round trip and five thousand simultaneous ones share a handful.
 from __future__ import annotations
 
 import asyncio
-import logging
 from dataclasses import dataclass
 
 import asyncpg
 
 from storage import sessions as store
 from storage.sessions import CallCheckpoint
-
-log = logging.getLogger("digis.call_ends")
 
 
 @dataclass(slots=True)
