@@ -150,7 +150,7 @@ async def reserve_payout(
         reference=payout_id,
     )
     async with ledger.pool.acquire() as conn, conn.transaction():
-        await payments.insert_payout(
+        row = await payments.insert_payout(
             conn,
             payout_id=payout_id,
             user_id=user_id,
@@ -165,8 +165,6 @@ async def reserve_payout(
             raise InsufficientTokens(result.debit_spendable)
         if result.status != "ok":
             raise LedgerError(f"payout reserve refused: {result.status}")
-        row = await payments.get_payout(conn, payout_id)
-    assert row is not None
     if ledger.on_change is not None:
         ledger.on_change({user_id})
     return row
@@ -342,11 +340,14 @@ async def auto_payout_loop(
     token_value_cents: int,
     notify: Notify | None = None,
 ) -> None:
-    """Run :func:`run_auto_payouts` every ``interval`` seconds, forever."""
+    """Run :func:`run_auto_payouts` every ``interval`` seconds, forever.
+
+    Stuck payouts are not resumed here: the server's own sweep
+    (``server/payments_http.py``) runs :func:`resume_pending_payouts`.
+    """
     while True:
         await asyncio.sleep(interval)
         try:
-            await resume_pending_payouts(ledger, gateway, notify=notify)
             run = await run_auto_payouts(
                 ledger,
                 gateway,

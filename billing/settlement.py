@@ -22,7 +22,9 @@ import asyncpg
 from billing.fees import fee_increment, fee_on
 from billing.ledger import Ledger
 from billing.metering import seconds_for_tokens
+from storage import ledger as ledger_store
 from storage import sessions
+from storage.ledger import Op
 from storage.sessions import CallCheckpoint, CallRow
 
 log = logging.getLogger("digis.settlement")
@@ -106,21 +108,14 @@ async def release_orphaned_holds(
     once. A call writes its row before its first hold, so a hold without a
     row older than ``older_than`` seconds is a leftover too.
     """
-    rows = await pool.fetch(
-        """SELECT t.key, a.user_id FROM open_holds h
-           JOIN transfers t ON t.id = h.transfer_id
-           JOIN accounts a ON a.id = h.debit_account_id
-           LEFT JOIN sessions s ON s.id = t.reference
-           WHERE t.kind = 'call_hold'
-             AND (s.status = 'ended'
-                  OR (s.id IS NULL AND t.created_at < now() - make_interval(secs => $1)))""",
-        older_than,
-    )
-    for row in rows:
-        await ledger.void_hold(fan=row["user_id"], hold_key=row["key"], key=f"{row['key']}:orphan")
-    if rows:
-        log.warning("orphaned call holds released", extra={"holds": len(rows)})
-    return len(rows)
+    holds = await ledger_store.orphaned_call_holds(pool, older_than)
+    if holds:
+        ops = [
+            Op("void", f"{key}:orphan", pending_key=key, kind="call_release") for key, _ in holds
+        ]
+        await ledger.submit(ops, sorted({user for _, user in holds}), retry=True)
+        log.warning("orphaned call holds released", extra={"holds": len(holds)})
+    return len(holds)
 
 
 async def settle_orphans(

@@ -241,6 +241,22 @@ async def expired_holds(conn: Executor, limit: int = 500) -> list[str]:
     return [r["key"] for r in rows]
 
 
+async def orphaned_call_holds(conn: Executor, older_than: float) -> list[tuple[str, int]]:
+    """Open call holds (key, fan's user id) whose session has ended, or that have
+    no session row and are older than ``older_than`` seconds."""
+    rows = await conn.fetch(
+        """SELECT t.key, a.user_id FROM open_holds h
+           JOIN transfers t ON t.id = h.transfer_id
+           JOIN accounts a ON a.id = h.debit_account_id
+           LEFT JOIN sessions s ON s.id = t.reference
+           WHERE t.kind = 'call_hold'
+             AND (s.status = 'ended'
+                  OR (s.id IS NULL AND t.created_at < now() - make_interval(secs => $1)))""",
+        older_than,
+    )
+    return [(r["key"], r["user_id"]) for r in rows]
+
+
 async def balances_many(conn: Executor, user_ids: list[int]) -> dict[int, Balances]:
     """Balances of several users in one query (for coalesced balance pushes)."""
     rows = await conn.fetch(

@@ -284,18 +284,24 @@ async def insert_payout(
     currency: str,
     destination: str,
     automatic: bool,
-) -> None:
-    await conn.execute(
-        """INSERT INTO payouts (id, user_id, tokens, amount_cents, currency, destination, automatic)
-           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
-        payout_id,
-        user_id,
-        tokens,
-        amount_cents,
-        currency,
-        destination,
-        automatic,
+) -> PayoutRow:
+    row = _payout(
+        await conn.fetchrow(
+            f"""INSERT INTO payouts
+                    (id, user_id, tokens, amount_cents, currency, destination, automatic)
+                VALUES ($1, $2, $3, $4, $5, $6, $7)
+                RETURNING {_PAYOUT_COLUMNS}""",
+            payout_id,
+            user_id,
+            tokens,
+            amount_cents,
+            currency,
+            destination,
+            automatic,
+        )
     )
+    assert row is not None
+    return row
 
 
 async def get_payout(conn: Executor, payout_id: str) -> PayoutRow | None:

@@ -169,6 +169,21 @@ async def calls_history(
     return [CallRow(**dict(r.items())) for r in rows]
 
 
+#: A session (call or stream) whose node is gone, with the arguments of
+#: :func:`_node_gone_args` as $1-$5: at start-up (``include_own``) every one of
+#: this node id; always, other nodes' that stopped checkpointing long ago and
+#: do not heartbeat (unknown liveness, ``live_nodes=None``, leaves them alone).
+_NODE_GONE = """((($3 AND node_id = $1)
+      OR ($5 AND node_id <> $1 AND NOT (node_id = ANY($4::text[]))
+          AND checkpoint_at < now() - make_interval(secs => $2))))"""
+
+
+def _node_gone_args(
+    node_id: str, stale_seconds: float, include_own: bool, live_nodes: set[str] | None
+) -> tuple[object, ...]:
+    return node_id, stale_seconds, include_own, sorted(live_nodes or ()), live_nodes is not None
+
+
 async def calls_to_settle(
     conn: Executor,
     *,
@@ -187,16 +202,9 @@ async def calls_to_settle(
     """
     rows = await conn.fetch(
         f"""SELECT {_CALL_COLUMNS} FROM sessions
-            WHERE status = 'active'
-              AND (($3 AND node_id = $1)
-                   OR ($5 AND node_id <> $1 AND NOT (node_id = ANY($4::text[]))
-                       AND checkpoint_at < now() - make_interval(secs => $2)))
+            WHERE status = 'active' AND {_NODE_GONE}
             ORDER BY started_at""",
-        node_id,
-        stale_seconds,
-        include_own,
-        sorted(live_nodes or ()),
-        live_nodes is not None,
+        *_node_gone_args(node_id, stale_seconds, include_own, live_nodes),
     )
     return [CallRow(**dict(r.items())) for r in rows]
 
@@ -366,19 +374,12 @@ async def end_stale_streams(
     ``live`` are streams this process runs (or is starting); never touched.
     """
     rows = await conn.fetch(
-        """UPDATE streams SET status = 'ended', ended_at = checkpoint_at, viewers = 0,
-                              end_reason = 'server_error'
-           WHERE status = 'live' AND NOT (id = ANY($3::text[]))
-             AND (($4 AND node_id = $1)
-                  OR ($6 AND node_id <> $1 AND NOT (node_id = ANY($5::text[]))
-                      AND checkpoint_at < now() - make_interval(secs => $2)))
-           RETURNING id""",
-        node_id,
-        stale_seconds,
+        f"""UPDATE streams SET status = 'ended', ended_at = checkpoint_at, viewers = 0,
+                               end_reason = 'server_error'
+            WHERE status = 'live' AND NOT (id = ANY($6::text[])) AND {_NODE_GONE}
+            RETURNING id""",
+        *_node_gone_args(node_id, stale_seconds, include_own, live_nodes),
         list(live),
-        include_own,
-        sorted(live_nodes or ()),
-        live_nodes is not None,
     )
     ids = [r["id"] for r in rows]
     if ids:
