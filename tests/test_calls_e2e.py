@@ -134,6 +134,31 @@ async def test_call_request_errors_change_nothing(server: RunningServer) -> None
     await assert_ledger_consistent(server.services.pool)
 
 
+async def test_a_call_that_fails_to_start_for_any_reason_leaves_nothing_behind(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not only refusals: an unexpected error while holding the fan's tokens ends the
+    row, forgets the session and the invitation, and answers INTERNAL_ERROR."""
+    fan = await quick_user(server, tokens=100)
+    creator = await quick_user(server, "creator")
+
+    async def broken_hold(**_: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    async with server.connect(creator.access_token) as c, server.connect(fan.access_token) as f:
+        invite_id = await ring(f, c, creator.id)
+        monkeypatch.setattr(server.services.ledger, "hold", broken_hold)
+        with pytest.raises(RequestError) as failed:
+            await c.request("call.accept", invite=invite_id)
+        assert failed.value.code == "INTERNAL_ERROR"
+        ended = await f.next_event(ev.CallInviteEnded)
+        assert isinstance(ended, ev.CallInviteEnded) and ended.invite == invite_id
+    assert not server.services.sessions.starting and not server.services.sessions.calls
+    async with server.services.pool.acquire() as conn:
+        rows = await conn.fetch("SELECT status, end_reason FROM sessions WHERE fan_id = $1", fan.id)
+    assert [(r["status"], r["end_reason"]) for r in rows] == [("ended", "failed")]
+
+
 async def test_tips_inside_a_call_and_running_out_of_tokens(make_server) -> None:
     server = await make_server(call_hold_seconds=10)
     fan = await quick_user(server, tokens=24)

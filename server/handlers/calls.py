@@ -158,6 +158,7 @@ async def _start_call(ctx: Ctx, invite: Invite) -> CallActor:
     amount = max(1, tokens_for_seconds(invite.rate, settings.call_hold_seconds))
     started = time.time()
     registry.starting.add(session)
+    row_written = False
     try:
         await sessions.create_call(
             services.pool,
@@ -170,31 +171,33 @@ async def _start_call(ctx: Ctx, invite: Invite) -> CallActor:
             node_id=services.node_id,
             started_at=started,
         )
-    except Exception:
-        registry.starting.discard(session)
-        registry.invites.end(invite, "failed", "the call could not be started")
-        raise
-    refusal: ApiError | None = None
-    try:
+        row_written = True
         with ledger_errors():
             hold = await services.ledger.hold(
                 fan=invite.fan.id, amount=amount, key=hold_key, reference=session
             )
         if not hold.applied or not hold.amount:
-            refusal = ApiError(
+            raise ApiError(
                 ErrorCode.INSUFFICIENT_TOKENS, "the fan's balance is too low for this call"
             )
-    except ApiError as exc:
-        refusal = exc
-    if refusal is not None:
-        empty = CallCheckpoint(session, 0, 0, 0, 0)
-        with contextlib.suppress(Exception):  # if this fails, settlement ends the row
-            await sessions.end_call(
-                services.pool, session=session, totals=empty, reason="failed", ended_at=time.time()
-            )
+    except BaseException as exc:
+        # Whatever went wrong (a refusal, a database error, cancellation), the
+        # call does not start: end its row (so settlement releases any hold
+        # that did commit), forget it, and tell both sides.
+        if row_written and isinstance(exc, Exception):
+            empty = CallCheckpoint(session, 0, 0, 0, 0)
+            with contextlib.suppress(Exception):  # if this fails, settlement ends the row
+                await sessions.end_call(
+                    services.pool,
+                    session=session,
+                    totals=empty,
+                    reason="failed",
+                    ended_at=time.time(),
+                )
         registry.starting.discard(session)
-        registry.invites.end(invite, "failed", refusal.message)
-        raise refusal
+        message = exc.message if isinstance(exc, ApiError) else "the call could not be started"
+        registry.invites.end(invite, "failed", message)
+        raise
     assert hold.amount is not None
     now = services.clock()
     core = CallCore(
