@@ -4,7 +4,7 @@ glue the socket handlers and the app factory share with them.
 Billing knows nothing of sockets: it reports what users should hear as
 notices, which :func:`notifier` turns into ``payment.updated``,
 ``account.flagged`` and ``payout.updated`` events on this node's hub. The
-Stripe gateway is ``services.stripe`` (absent or disabled without
+Stripe gateway is ``services.stripe`` (disabled without
 ``STRIPE_SECRET_KEY``: purchase and payout requests answer PAYMENT_ERROR).
 
 Webhooks: the signature is checked with ``stripe.Webhook.construct_event``
@@ -57,15 +57,9 @@ RESUME_AFTER = 60.0
 Notice = PaymentNotice | FlagNotice | PayoutNotice
 
 
-def gateway_of(services: Services) -> StripeGateway | None:
-    """The app's Stripe gateway, if the factory installed one as ``services.stripe``."""
-    gateway = getattr(services, "stripe", None)
-    return gateway if isinstance(gateway, StripeGateway) else None
-
-
 def _enabled_gateway(services: Services) -> StripeGateway:
-    gateway = gateway_of(services)
-    if gateway is None or not gateway.enabled:
+    gateway = services.stripe
+    if not gateway.enabled:
         raise ApiError(ErrorCode.PAYMENT_ERROR, "payments are not configured")
     return gateway
 
@@ -192,12 +186,12 @@ async def stripe_webhook(request: web.Request) -> web.Response:
         event = parse_event(json.loads(payload))
     except (MalformedEvent, ValueError):
         raise ApiError(ErrorCode.VALIDATION_ERROR, "webhook body is not a Stripe event") from None
-    gateway = gateway_of(services)
+    gateway = services.stripe
     try:
         outcome = await purchases.process_event(
             services.ledger,
             event,
-            lookup=gateway.retrieve_payment_intent if gateway and gateway.enabled else None,
+            lookup=gateway.retrieve_payment_intent if gateway.enabled else None,
             notify=notifier(services),
         )
     except PaymentProviderError:
@@ -229,8 +223,8 @@ async def _resume_loop(services: Services, gateway: StripeGateway) -> None:
 def start_payment_tasks(services: Services) -> None:
     """Spawn the stuck-payout sweep (first run now) and, when
     ``DIGIS_AUTO_PAYOUT_INTERVAL`` > 0, the automatic payout loop."""
-    gateway = gateway_of(services)
-    if gateway is None or not gateway.enabled:
+    gateway = services.stripe
+    if not gateway.enabled:
         return
     services.spawn(_resume_loop(services, gateway), "payout-resume")
     settings = services.settings

@@ -1,12 +1,7 @@
 """Fixtures for payment tests: the Stripe stand-in and a server wired for payments.
 
-Until ``server/app.py`` creates ``services.stripe`` and registers the
-payment routes itself, :func:`pay_env` completes the wiring for the test:
-it installs a :class:`StripeGateway` on the running server's services, adds
-the payment socket handlers to the shared route table (undone after the
-test), and serves ``add_payment_routes`` on a second local aiohttp app that
-shares the running server's ``Services``. Once the app factory does all of
-this, the fixture uses the real server's own routes and gateway instead.
+:func:`pay_env` starts a server whose Stripe settings point at the local
+stand-in; its own gateway and routes serve the test.
 
 Test modules load this file with ``pytest_plugins`` and import its types only
 under ``TYPE_CHECKING`` (so pytest can still rewrite its asserts).
@@ -22,16 +17,10 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from billing.ledger import Ledger
 from billing.stripe_gateway import StripeGateway
 from loadtest.stripe_standin import SECRET_KEY, WEBHOOK_SECRET, StripeStandin, sign
-from server.appkeys import SERVICES
-from server.handlers import ROUTES
-from server.handlers.payments import router as payments_router
-from server.payments_http import add_payment_routes, gateway_of
 from tests.conftest import RunningServer
 
 
@@ -90,19 +79,21 @@ async def standin() -> AsyncIterator[StripeStandin]:
     await fake.close()
 
 
+@pytest.fixture
+async def quiet_gateway(standin: StripeStandin) -> AsyncIterator[StripeGateway]:
+    """A gateway to the stand-in that never retries by itself (an unknown outcome
+    stays unknown)."""
+    gateway = StripeGateway(SECRET_KEY, standin.url, max_network_retries=0)
+    yield gateway
+    await gateway.close()
+
+
 MakePayEnv = Callable[..., Awaitable[PayEnv]]
 
 
 @pytest.fixture
-async def make_pay_env(
-    make_server: Any, standin: StripeStandin, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[MakePayEnv]:
+async def make_pay_env(make_server: Any, standin: StripeStandin) -> MakePayEnv:
     """Factory: ``await make_pay_env(**setting_overrides)`` -> :class:`PayEnv`."""
-    for request, route in payments_router.routes.items():
-        if request not in ROUTES:
-            monkeypatch.setitem(ROUTES, request, route)
-    extra_servers: list[TestServer] = []
-    own_gateways: list[StripeGateway] = []
 
     async def make(**overrides: Any) -> PayEnv:
         settings = {
@@ -112,33 +103,14 @@ async def make_pay_env(
             **overrides,
         }
         running: RunningServer = await make_server(**settings)
-        services = running.services
-        gateway = gateway_of(services)
-        if gateway is None:
-            gateway = StripeGateway(
-                settings["stripe_secret_key"], settings["stripe_api_base"], max_network_retries=0
-            )
-            services.stripe = gateway  # type: ignore[attr-defined]
-            own_gateways.append(gateway)
-        app = running.server.app
-        assert app is not None
-        if any(r.canonical == "/webhooks/stripe" for r in app.router.resources()):
-            url = running.http_url
-        else:
-            local = web.Application()
-            local[SERVICES] = services
-            add_payment_routes(local)
-            server = TestServer(local, host="127.0.0.1")
-            await server.start_server()
-            extra_servers.append(server)
-            url = str(server.make_url("")).rstrip("/")
-        return PayEnv(running=running, standin=standin, http_url=url, gateway=gateway)
+        return PayEnv(
+            running=running,
+            standin=standin,
+            http_url=running.http_url,
+            gateway=running.services.stripe,
+        )
 
-    yield make
-    for server in extra_servers:
-        await server.close()
-    for gateway in own_gateways:
-        await gateway.close()
+    return make
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -19,7 +18,6 @@ from billing.payouts import (
 )
 from billing.stripe_gateway import StripeGateway
 from client import RequestError
-from loadtest.stripe_standin import SECRET_KEY
 from protocol.events import PayoutUpdated
 from storage import ledger as store
 from storage import payments
@@ -39,14 +37,6 @@ _keys = itertools.count(1)
 @pytest.fixture
 async def env(make_pay_env: MakePayEnv) -> PayEnv:
     return await make_pay_env(payout_minimum=MINIMUM)
-
-
-@pytest.fixture
-async def quiet_gateway(env: PayEnv) -> AsyncIterator[StripeGateway]:
-    """A gateway that never retries by itself (so an unknown outcome stays unknown)."""
-    gateway = StripeGateway(SECRET_KEY, env.standin.url, max_network_retries=0)
-    yield gateway
-    await gateway.close()
 
 
 async def earn(env: PayEnv, creator: int, earnings: int, *, account: bool = True) -> None:

@@ -100,7 +100,6 @@ async def test_provider_refusal_is_a_payment_error_and_marks_the_purchase_failed
 
 async def test_without_a_secret_key_payments_are_not_configured(make_pay_env: MakePayEnv) -> None:
     env = await make_pay_env(stripe_secret_key=None)
-    env.running.services.stripe = StripeGateway(None)  # type: ignore[attr-defined]
     fan = await register_user(env.running)
     async with env.running.connect(fan.access_token) as client:
         with pytest.raises(RequestError) as refused:
@@ -112,23 +111,21 @@ async def test_without_a_secret_key_payments_are_not_configured(make_pay_env: Ma
     assert env.standin.requests == []
 
 
-async def test_gateway_same_purchase_id_returns_the_same_intent(standin: StripeStandin) -> None:
-    gateway = StripeGateway(SECRET_KEY, standin.url, max_network_retries=0)
-    try:
-        fields = {
-            "purchase_id": "pur_same",
-            "user_id": 7,
-            "package": "tokens_100",
-            "tokens": 100,
-            "amount_cents": 999,
-            "currency": "usd",
-        }
-        first = await gateway.create_payment_intent(**fields)  # type: ignore[arg-type]
-        again = await gateway.create_payment_intent(**fields)  # type: ignore[arg-type]
-        assert first == again and len(standin.intents) == 1
-        fetched = await gateway.retrieve_payment_intent(first.id)
-        assert fetched.metadata["purchase_id"] == "pur_same"
-    finally:
-        await gateway.close()
+async def test_gateway_same_purchase_id_returns_the_same_intent(
+    standin: StripeStandin, quiet_gateway: StripeGateway
+) -> None:
+    fields = {
+        "purchase_id": "pur_same",
+        "user_id": 7,
+        "package": "tokens_100",
+        "tokens": 100,
+        "amount_cents": 999,
+        "currency": "usd",
+    }
+    first = await quiet_gateway.create_payment_intent(**fields)  # type: ignore[arg-type]
+    again = await quiet_gateway.create_payment_intent(**fields)  # type: ignore[arg-type]
+    assert first == again and len(standin.intents) == 1
+    fetched = await quiet_gateway.retrieve_payment_intent(first.id)
+    assert fetched.metadata["purchase_id"] == "pur_same"
     with pytest.raises(PaymentsDisabled):
         await StripeGateway(None).create_payment_intent(**fields)  # type: ignore[arg-type]
