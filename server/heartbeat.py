@@ -4,7 +4,7 @@ aiohttp's own heartbeat arms two timers and spawns a task per socket per
 ping; with thousands of sockets opened together those pings all fire at
 once. Here a single sweep runs ``SWEEPS_PER_INTERVAL`` times per
 ``DIGIS_HEARTBEAT`` interval: a socket that sent nothing for an interval gets
-a ping frame (pre-built bytes written to its transport), and one silent for
+a ping frame (``Connection.send_control``), and one silent for
 1.5 intervals (no pong either) is dropped. Its client sees an abnormal
 closure (1006) if it ever notices; a live client just reconnects. The same
 sweep warns sockets whose access token is about to expire and closes those
@@ -24,7 +24,7 @@ from server.metrics import Metrics
 log = logging.getLogger("digis.heartbeat")
 
 SWEEPS_PER_INTERVAL = 10
-PING_FRAME = b"\x89\x00"
+_PING = 0x9
 
 
 class Heartbeat:
@@ -32,7 +32,6 @@ class Heartbeat:
         self.hub = hub
         self.interval = interval
         self.metrics = metrics
-        self.dropped = 0
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -52,12 +51,10 @@ class Heartbeat:
             silent = now - conn.last_seen
             if silent >= dead:
                 if not conn.transport.is_closing():
-                    self.dropped += 1
                     self.metrics.closes.labels(str(int(CloseCode.ABNORMAL))).inc()
                     log.info("dead peer dropped", extra={"conn": conn.id})
                     conn.closed = True
                     conn.transport.abort()
             elif silent >= quiet and now - conn.last_ping >= quiet:
                 conn.last_ping = now
-                if not conn.closed and not conn.transport.is_closing():
-                    conn.transport.write(PING_FRAME)
+                conn.send_control(_PING)

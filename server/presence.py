@@ -64,11 +64,12 @@ class Presence:
         """Hub callback: the user's first socket opened or last one closed here."""
         self._pending[user_id] = online
         self._wake.set()
-        event = PresenceChanged(
-            user=user_id, online=online, availability="online" if online else "offline"
-        )
-        for peer in self.peers.get(user_id, ()):
-            self.hub.send_to_user(peer, event)
+        peers = self.peers.get(user_id)
+        if peers:
+            event = PresenceChanged(
+                user=user_id, online=online, availability="online" if online else "offline"
+            )
+            self.hub.send_to_users(peers, event)
 
     def link(self, a: int, b: int) -> None:
         """``a`` and ``b`` interact (a call): each sees the other come and go."""
@@ -148,14 +149,13 @@ class Presence:
     async def online(self, user_ids: list[int]) -> set[int]:
         """Which of ``user_ids`` are online on any live node (this node only if degraded)."""
         local = {u for u in user_ids if self.hub.is_online(u)}
-        if self.degraded or not user_ids:
+        if not user_ids:
+            return local
+        nodes = await self.live_nodes()
+        others = [] if nodes is None else sorted(nodes - {self.node})
+        if not others:
             return local
         try:
-            nodes = await self.redis.zrangebyscore(NODES_KEY, time.time() - NODE_TIMEOUT, "+inf")
-            others = [n.decode() if isinstance(n, bytes) else str(n) for n in nodes]
-            others = [n for n in others if n != self.node]
-            if not others:
-                return local
             async with self.redis.pipeline(transaction=False) as pipe:
                 for node in others:
                     pipe.smismember(node_key(node), user_ids)

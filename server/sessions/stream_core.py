@@ -21,7 +21,7 @@ from protocol.base import UserRef
 from protocol.codes import ErrorCode
 from server.errors import ApiError
 from server.limits import Rate, TokenBucket
-from server.sessions.effects import CoreBase, Effect, Emit, Finish, Sequencer
+from server.sessions.effects import CoreBase, Effect, Finish, Sequencer
 
 RECENT_CHAT = 50
 TOP_TIPPERS = 5
@@ -131,10 +131,8 @@ class StreamCore(CoreBase):
         if now >= self.next_batch_at:
             if self.viewers_dirty:
                 self.viewers_dirty = False
-                self.effects.append(
-                    Emit(
-                        ev.StreamViewers(session=self.session, count=self.viewer_count), None, False
-                    )
+                self._emit_ephemeral(
+                    ev.StreamViewers(session=self.session, count=self.viewer_count)
                 )
             if self.reactions:
                 counts, self.reactions = dict(self.reactions), Counter()
