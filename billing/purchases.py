@@ -132,9 +132,6 @@ async def start_purchase(
     )
 
 
-# --- the arithmetic (pure) ---------------------------------------------------------------
-
-
 # --- webhooks ------------------------------------------------------------------------
 
 
@@ -323,14 +320,15 @@ async def _reconcile(
     spendable = await payments.lock_accounts(
         conn, [accounts.wallet, accounts.frozen, accounts.receivable, clearing]
     )
-    plan = settle(facts_of(after), position_of(before), spendable[accounts.wallet])
+    facts = facts_of(after)
+    plan = settle(facts, position_of(before), spendable[accounts.wallet])
     ops = _ops(plan, after, accounts, clearing, ctx)
     results = await store.apply(conn, ops)
     for op, result in zip(ops, results, strict=True):
         if not (result.status == "ok" or (result.status == "exists" and op.kind == "purchase")):
             raise SettlementError(f"ledger refused {op.key}: {result.status}")
     pos = plan.position
-    status = status_of(facts_of(after), before.status == "failed")
+    status = status_of(facts, before.status == "failed")
     await payments.save_purchase(
         conn,
         replace(

@@ -158,14 +158,13 @@ class EmbeddedPostgres:
             ],
             timeout=90,
         )
-        if result.returncode == 0:
-            self.started_here = True
         if result.returncode != 0:
             tail = self._log_tail()
             raise EmbeddedServiceError(
                 f"embedded PostgreSQL failed to start (pg_ctl exit {result.returncode}): "
                 f"{result.stderr.strip() or result.stdout.strip()} {tail}"
             )
+        self.started_here = True
         return self.dsn()
 
     def _initdb(self) -> None:
