@@ -38,6 +38,7 @@ import aiohttp
 
 from client import Client, ClientError
 from loadtest.chaos_audit import CallRecord, audit
+from loadtest.harness import Target
 from loadtest.roster import Roster, SeededUser, load_roster
 from loadtest.spawn import (
     SeedRequest,
@@ -85,7 +86,6 @@ class Webhook:
     intent: str
     kind: str
     body: dict[str, Any]
-    attempts: int = 0
 
 
 @dataclass
@@ -152,9 +152,9 @@ class ChaosRun:
             self.tally.server_errors.append(line.strip()[:3000])
 
     async def start_server(self) -> str:
-        running = self.server is not None and self.server.process is not None
-        if running and self.server and self.server.process and self.server.process.poll() is None:
-            return self.server.url
+        server = self.server
+        if server is not None and server.process is not None and server.process.poll() is None:
+            return server.url
         self.server = digis_server(self.data, self.env, self._server_line)
         return await asyncio.to_thread(self.server.start, 120.0)
 
@@ -165,7 +165,7 @@ class ChaosRun:
 
     @property
     def ws_url(self) -> str:
-        return "ws://" + self.url.split("://", 1)[1] + "/ws"
+        return Target(self.url).ws_url
 
     # --- the run -----------------------------------------------------------------------
 
@@ -429,7 +429,6 @@ class ChaosRun:
                     "Stripe-Signature": sign(payload, WEBHOOK_SECRET),
                     "Content-Type": "application/json",
                 }
-                hook.attempts += 1
                 try:
                     async with http.post(
                         self.url + "/webhooks/stripe", data=payload, headers=headers

@@ -5,17 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
+
+from loadtest.spawn import digis_command
 
 _LISTENING = re.compile(r"listening on (http://[\d.]+:\d+)")
-
-
-def digis_command() -> list[str]:
-    script = Path(sys.executable).with_name("digis")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "server.cli"]
 
 
 def clean_env(**extra: str) -> dict[str, str]:
