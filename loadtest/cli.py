@@ -22,7 +22,6 @@ run could not complete, 2 for a usage or setup error, 130 on Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from collections.abc import Sequence
@@ -34,7 +33,7 @@ from loadtest.report import plot_series, render, write_json
 from loadtest.roster import RosterError
 from loadtest.runner import Scenario, run_scenario
 from loadtest.spawn import SpawnError
-from loadtest.workers import FleetError
+from loadtest.workers import FleetError, run_loop
 
 #: Scenario flags: (flag, type, default, help). Names become params keys.
 SCENARIO_FLAGS: dict[str, list[tuple[str, type, Any, str]]] = {
@@ -273,16 +272,6 @@ async def _run(scenario: Scenario, options: Options) -> int:
     return 0 if summary.ok else 1
 
 
-def _event_loop_run(coro: Any) -> int:
-    try:
-        import uvloop
-    except ImportError:
-        result: int = asyncio.run(coro)
-        return result
-    code: int = uvloop.run(coro)
-    return code
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``digis loadtest`` / ``python -m loadtest``; see module docstring."""
     parser = build_parser()
@@ -292,17 +281,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         if args.scenario == "chaos":
-            return _event_loop_run(_chaos(args))
+            return run_loop(_chaos(args))
         options = options_from(args)
         params = params_from(args)
         if args.scenario == "compare":
             from loadtest.compare import run_compare
 
-            return _event_loop_run(run_compare(params, options))
+            return run_loop(run_compare(params, options))
         from loadtest.scenarios import SCENARIOS
 
         scenario = SCENARIOS[args.scenario](params, options)
-        return _event_loop_run(_run(scenario, options))
+        return run_loop(_run(scenario, options))
     except (HarnessError, RosterError, SpawnError) as exc:
         print(f"loadtest: error: {exc}", file=sys.stderr)
         return 2

@@ -182,13 +182,7 @@ async def connect_viewer(
     host = base_url.split("://", 1)[1].rstrip("/")
     if dialect == "digis":
         token = str(user[1]) if user else None
-
-        def closed(code: int) -> None:
-            stats.error(f"CLOSED_{code}")
-
-        client = LeanClient(
-            f"ws://{host}/ws", token, stats, on_event=sink.on_frame, on_close=closed
-        )
+        client = LeanClient(f"ws://{host}/ws", token, stats, on_event=sink.on_frame)
         await client.open()
         await client.request("stream.join", session=session)
         return DigisViewer(client, session, stats, stream)

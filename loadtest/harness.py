@@ -86,7 +86,6 @@ class Harness:
     roster: Roster
     probe: Probe
     spawned: bool = False
-    data_dir: Path | None = None
     #: Environment of the spawned server (for ``digis`` subcommands on its data).
     env: dict[str, str] = field(default_factory=dict)
 
@@ -171,7 +170,6 @@ async def _spawn(options: Options, needs: SeedRequest) -> AsyncIterator[Harness]
             load_roster(seed_file),
             probe,
             spawned=True,
-            data_dir=data_dir,
             env=env,
         )
     finally:

@@ -74,23 +74,17 @@ class LeanClient:
         stats: Stats,
         *,
         on_event: EventCallback | None = None,
-        on_close: Callable[[int], None] | None = None,
     ) -> None:
-        """``on_close(code)`` is called only when the server (or the network) closed."""
+        """A close by the server (or the network) is counted as error ``CLOSED_<code>``."""
         self.url = url
         self.token = token
         self.stats = stats
         self.on_event = on_event
-        self.on_close = on_close
         self.socket: WsProtocol | None = None
         self.close_code: int | None = None
         self._ids = itertools.count(1)
         self._pending: dict[str, tuple[str, float, ReplyCallback | None]] = {}
         self._hello: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    @property
-    def connected(self) -> bool:
-        return self.socket is not None and self.socket.is_open
 
     async def open(self, timeout: float = 15.0) -> None:
         """Connect, wait for ``hello``, authenticate (if a token was given).
@@ -211,5 +205,5 @@ class LeanClient:
             if callback is not None:
                 callback("CONNECTION_LOST", msgspec.Raw(b"null"), time.time())
         local = self.socket is not None and self.socket.local_close
-        if self.on_close is not None and not local:
-            self.on_close(code)
+        if not local:
+            self.stats.error(f"CLOSED_{code}")

@@ -114,12 +114,6 @@ def split(items: list[Any], parts: int) -> list[list[Any]]:
     return out
 
 
-def share(total: float, parts: int) -> list[float]:
-    """``total`` split evenly over ``parts``."""
-    parts = max(1, parts)
-    return [total / parts] * parts
-
-
 def senders_needed(rate: float, per_sender: float) -> int:
     return max(1, math.ceil(rate / per_sender)) if rate > 0 else 0
 

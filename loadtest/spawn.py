@@ -200,14 +200,14 @@ def peer_server(name: str) -> ServerProcess:
     return ServerProcess([sys.executable, "-m", f"loadtest.peers.{name}", "--port", "0"])
 
 
-def postgres_dsn(data_dir: Path, database: str = "digis") -> str | None:
+def postgres_dsn(data_dir: Path) -> str | None:
     """The DSN of the embedded PostgreSQL a spawned server runs in ``data_dir``."""
     try:
         port = (data_dir / "pg.port").read_text().strip()
         password = (data_dir / "pg.password").read_text().strip()
     except OSError:
         return None
-    return f"postgresql://postgres:{password}@127.0.0.1:{port}/{database}"
+    return f"postgresql://postgres:{password}@127.0.0.1:{port}/digis"
 
 
 def postmaster_pid(data_dir: Path) -> int | None:

@@ -32,12 +32,24 @@ import queue
 import resource
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from multiprocessing.synchronize import Event as MpEvent
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from loadtest.stats import Stats, merged
+
+T = TypeVar("T")
+
+
+def run_loop(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on uvloop when it is installed, else on asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
 
 PROGRESS_EVERY = 1.0
 
@@ -158,12 +170,7 @@ async def _worker_async(spec: WorkerSpec, up: Any, go: MpEvent, stop: MpEvent) -
 
 def _worker_main(spec: WorkerSpec, up: Any, go: MpEvent, stop: MpEvent) -> None:
     try:
-        try:
-            import uvloop
-        except ImportError:
-            asyncio.run(_worker_async(spec, up, go, stop))
-        else:
-            uvloop.run(_worker_async(spec, up, go, stop))
+        run_loop(_worker_async(spec, up, go, stop))
     except BaseException:
         up.put(("crash", spec.index, traceback.format_exc()))
 

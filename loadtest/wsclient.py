@@ -93,7 +93,6 @@ class WsProtocol(asyncio.Protocol):
         self.close_code: int | None = None
         #: True once this side started closing (``close``/``abort``).
         self.local_close = False
-        self.bytes_in = 0
         self._head = b""
         self._buffer = b""
         self._fragments: list[bytes] = []
@@ -106,7 +105,6 @@ class WsProtocol(asyncio.Protocol):
         self.transport.write(self._request)
 
     def data_received(self, data: bytes) -> None:
-        self.bytes_in += len(data)
         if not self._open:
             data = self._handshake(data)
             if not data:

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from loadtest.workers import run_loop
+
 
 def parse_args(prog: str, argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=prog, description="Fan-out peer for loadtest compare.")
@@ -47,8 +49,4 @@ LOOPBACK = "127.0.0.1"
 
 def run_app(app: web.Application, port: int, host: str = LOOPBACK) -> int:
     """Serve ``app`` until SIGTERM; see the module docstring."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(_serve(app, host, port))
-    return uvloop.run(_serve(app, host, port))
+    return run_loop(_serve(app, host, port))

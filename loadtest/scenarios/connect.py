@@ -43,12 +43,9 @@ class ConnectRole:
         limit = asyncio.Semaphore(self.concurrency)
         stats = self.ctx.stats
 
-        def closed(code: int) -> None:
-            stats.error(f"CLOSED_{code}")
-
         async def one(user: list[Any]) -> None:
             async with limit:
-                client = LeanClient(str(user[2]), str(user[1]), stats, on_close=closed)
+                client = LeanClient(str(user[2]), str(user[1]), stats)
                 started = time.perf_counter()
                 try:
                     await client.open()

@@ -49,12 +49,9 @@ class IdleRole:
         limit = asyncio.Semaphore(100)
         stats = self.ctx.stats
 
-        def closed(code: int) -> None:
-            stats.error(f"CLOSED_{code}")
-
         async def one(user: list[Any]) -> None:
             async with limit:
-                client = LeanClient(str(user[2]), str(user[1]), stats, on_close=closed)
+                client = LeanClient(str(user[2]), str(user[1]), stats)
                 try:
                     await client.open()
                 except LeanError as exc:
