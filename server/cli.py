@@ -13,6 +13,7 @@ import gc
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -66,6 +67,34 @@ def _tune_gc() -> None:
     gc.set_threshold(50_000, 50, 1000)
 
 
+def _listen_sockets(host: str, port: int) -> list[socket.socket]:
+    """Bind the listening sockets (every address ``host`` resolves to) first.
+
+    Done before anything starts: if the port is taken, by another ``digis
+    serve`` say, this process must not settle that server's calls (they
+    carry the same node id) nor stop the embedded services it uses.
+    """
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    bound: list[socket.socket] = []
+    try:
+        for family, kind, proto, _name, resolved in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            bound.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            address = resolved
+            if port == 0 and len(bound) > 1:  # one free port for every address
+                address = (resolved[0], bound[0].getsockname()[1], *resolved[2:])
+            sock.bind(address)
+            sock.setblocking(False)
+    except OSError:
+        for sock in bound:
+            sock.close()
+        raise
+    return bound
+
+
 async def _serve(settings: Settings) -> int:
     from aiohttp import web
 
@@ -73,39 +102,44 @@ async def _serve(settings: Settings) -> int:
     from server.backends import start_backends
 
     started = time.monotonic()
-    backends = await start_backends(settings, progress=_say)
     try:
-        app = create_app(settings, dsn=backends.dsn, redis_url=backends.redis_url)
-        runner = web.AppRunner(
-            app, handle_signals=False, access_log=None, shutdown_timeout=settings.shutdown_timeout
-        )
-        await runner.setup()
+        sockets = _listen_sockets(settings.host, settings.port)
+    except OSError as exc:
+        _say(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}")
+        return 1
+    try:
+        backends = await start_backends(settings, progress=_say)
         try:
-            site = web.TCPSite(
-                runner, settings.host, settings.port, reuse_address=True, backlog=4096
+            app = create_app(settings, dsn=backends.dsn, redis_url=backends.redis_url)
+            runner = web.AppRunner(
+                app,
+                handle_signals=False,
+                access_log=None,
+                shutdown_timeout=settings.shutdown_timeout,
             )
+            await runner.setup()
             try:
-                await site.start()
-            except OSError as exc:
-                _say(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}")
-                return 1
-            _tune_gc()
-            sockets = site._server.sockets if site._server is not None else ()  # type: ignore[attr-defined]
-            port = sockets[0].getsockname()[1] if sockets else settings.port
-            url = f"http://{settings.host}:{port}"
-            elapsed = time.monotonic() - started
-            log.info("listening", extra={"url": url, "startup_seconds": round(elapsed, 3)})
-            _say(f"listening on {url} ({backends.describe()}; ready in {elapsed:.1f} s)")
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, stop.set)
-            await stop.wait()
-            _say("shutting down")
+                for sock in sockets:
+                    await web.SockSite(runner, sock, backlog=4096).start()
+                _tune_gc()
+                port = sockets[0].getsockname()[1]
+                url = f"http://{settings.host}:{port}"
+                elapsed = time.monotonic() - started
+                log.info("listening", extra={"url": url, "startup_seconds": round(elapsed, 3)})
+                _say(f"listening on {url} ({backends.describe()}; ready in {elapsed:.1f} s)")
+                stop = asyncio.Event()
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.add_signal_handler(sig, stop.set)
+                await stop.wait()
+                _say("shutting down")
+            finally:
+                await runner.cleanup()
         finally:
-            await runner.cleanup()
+            await asyncio.to_thread(lambda: backends.stop(adopted=True))
     finally:
-        await asyncio.to_thread(lambda: backends.stop(adopted=True))
+        for sock in sockets:
+            sock.close()
     _say("stopped")
     return 0
 

@@ -35,6 +35,22 @@ async def test_serve_embedded_default_end_to_end(tmp_path: Path) -> None:
             assert (await client.request("balance.get")).spendable == 0
         assert (data_dir / "pg" / "PG_VERSION").exists()
         assert (data_dir / "jwt_secret").exists()
+        # a second server on the same port and data: refused before it touches anything
+        port = served.url.rsplit(":", 1)[1]
+        second = await asyncio.create_subprocess_exec(
+            *digis_command(),
+            "serve",
+            env=clean_env(DIGIS_DATA_DIR=str(data_dir), DIGIS_PORT=port),
+            stderr=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(60):
+            _, err = await second.communicate()
+        assert second.returncode == 1 and b"cannot listen" in err
+        assert b"embedded PostgreSQL" not in err  # nothing was started, nor stopped
+        async with http_ready(served.url):
+            pass
+        async with Client.connect(served.ws_url, pair.access_token) as client:
+            assert (await client.request("balance.get")).spendable == 0
         served.process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(10):
             assert await served.process.wait() == 0
