@@ -60,6 +60,15 @@ async def principal_from_token(services: Services, token: str) -> Principal:
     )
 
 
+async def principal_from_authorization(services: Services, header: str) -> Principal:
+    """The user of an ``Authorization: Bearer <access token>`` header; raises
+    ApiError(AUTH_REQUIRED) for any other form, or an invalid token."""
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(ErrorCode.AUTH_REQUIRED, "send `Authorization: Bearer <access token>`")
+    return await principal_from_token(services, token.strip())
+
+
 async def _issue_pair(services: Services, user: UserRow) -> TokenPair:
     access, expires = services.tokens.issue(user.id, user.role)
     refresh, digest, refresh_expires = new_refresh_token(services.settings.refresh_token_ttl)

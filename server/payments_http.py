@@ -161,10 +161,8 @@ async def payout(services: Services, user_id: int, tokens: int) -> rs.PayoutResu
 
 async def payment_intent(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(ErrorCode.AUTH_REQUIRED, "send `Authorization: Bearer <access token>`")
-    user = await identity.principal_from_token(services, token.strip())
+    header = request.headers.get("Authorization", "")
+    user = await identity.principal_from_authorization(services, header)
     body = await decode_body(request, PaymentIntentBody)
     return json_response(await purchase(services, user.id, body.package))
 

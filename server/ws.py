@@ -20,7 +20,7 @@ from server.connection import Connection
 from server.envelope import refusal
 from server.errors import ApiError
 from server.handlers import ROUTES
-from server.identity import principal_from_token
+from server.identity import principal_from_authorization
 from server.router import Principal
 from server.services import Services
 
@@ -49,12 +49,7 @@ async def _admit(request: web.Request, services: Services) -> Principal | None:
             retry_after_ms=int(wait * 1000),
         )
     header = request.headers.get("Authorization", "")
-    if not header:
-        return None
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(ErrorCode.AUTH_REQUIRED, "Authorization must be 'Bearer <token>'")
-    return await principal_from_token(services, token.strip())
+    return await principal_from_authorization(services, header) if header else None
 
 
 async def _upgrade(request: web.Request, services: Services) -> Connection | web.WebSocketResponse:
