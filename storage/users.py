@@ -54,6 +54,21 @@ def _row(record: asyncpg.Record | None) -> UserRow | None:
     return None if record is None else UserRow(**dict(record.items()))
 
 
+async def _insert_accounts(conn: Conn, user_ids: list[int]) -> None:
+    """The ledger accounts of new users: wallet, frozen and receivable (the only
+    one allowed to go into debit) for everyone, earnings and payout_pending for
+    creators."""
+    await conn.execute(
+        """INSERT INTO accounts (user_id, kind, debits_must_not_exceed_credits)
+           SELECT u.id, k.kind, k.kind <> 'receivable'
+           FROM users u CROSS JOIN (VALUES ('wallet'), ('frozen'), ('receivable'),
+                                           ('earnings'), ('payout_pending')) AS k(kind)
+           WHERE u.id = ANY($1::int[])
+             AND (u.role = 'creator' OR k.kind NOT IN ('earnings', 'payout_pending'))""",
+        user_ids,
+    )
+
+
 async def create_user(
     conn: Conn,
     *,
@@ -77,19 +92,7 @@ async def create_user(
             )
             assert record is not None
             user = UserRow(**dict(record.items()))
-            await conn.execute(
-                """INSERT INTO accounts (user_id, kind, debits_must_not_exceed_credits)
-                   SELECT $1, k, true FROM unnest($2::text[]) AS k""",
-                user.id,
-                ["wallet", "earnings", "frozen", "payout_pending"]
-                if role == "creator"
-                else ["wallet", "frozen"],
-            )
-            await conn.execute(
-                "INSERT INTO accounts (user_id, kind, debits_must_not_exceed_credits) "
-                "VALUES ($1, 'receivable', false)",
-                user.id,
-            )
+            await _insert_accounts(conn, [user.id])
             if role == "creator":
                 await conn.execute("INSERT INTO creator_settings (user_id) VALUES ($1)", user.id)
             return user
@@ -207,19 +210,12 @@ async def create_users_bulk(
             [r[2] for r in rows],
             [r[3] for r in rows],
         )
-        await conn.execute(
-            """INSERT INTO accounts (user_id, kind, debits_must_not_exceed_credits)
-               SELECT u.id, k.kind, k.kind <> 'receivable'
-               FROM users u CROSS JOIN (VALUES ('wallet'), ('frozen'), ('receivable'),
-                                               ('earnings'), ('payout_pending')) AS k(kind)
-               WHERE u.id = ANY($1::int[])
-                 AND (u.role = 'creator' OR k.kind NOT IN ('earnings', 'payout_pending'))""",
-            [r["id"] for r in created],
-        )
+        ids = [r["id"] for r in created]
+        await _insert_accounts(conn, ids)
         await conn.execute(
             """INSERT INTO creator_settings (user_id, video_rate, voice_rate)
                SELECT id, $2, $3 FROM users WHERE id = ANY($1::int[]) AND role = 'creator'""",
-            [r["id"] for r in created if r["role"] == "creator"],
+            ids,
             video_rate,
             voice_rate,
         )
