@@ -222,6 +222,16 @@ async def wait_closed(client: Client, timeout: float = 10.0) -> int | None:
     return client.close_code
 
 
+async def ring(fan: Client, creator: Client, creator_id: int, kind: str = "video") -> str:
+    """The fan invites the creator, whose socket rings; the invitation id."""
+    from protocol import events as ev
+
+    invite = await fan.request("call.invite", creator=creator_id, kind=kind)
+    incoming = await creator.next_event(ev.CallIncoming)
+    assert isinstance(incoming, ev.CallIncoming) and incoming.invite == invite.invite
+    return invite.invite
+
+
 async def call_row(
     server: RunningServer,
     session: str,

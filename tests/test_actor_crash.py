@@ -5,7 +5,7 @@ from __future__ import annotations
 from protocol import events as ev
 from storage import ledger as store
 from storage import sessions
-from tests.conftest import RunningServer, quick_user
+from tests.conftest import RunningServer, quick_user, ring
 from tests.money import assert_ledger_consistent
 
 
@@ -13,9 +13,7 @@ async def test_a_crashing_call_actor_settles_and_tells_both_sides(server: Runnin
     fan = await quick_user(server, tokens=500)
     creator = await quick_user(server, "creator")
     async with server.connect(creator.access_token) as c, server.connect(fan.access_token) as f:
-        invite = await f.request("call.invite", creator=creator.id)
-        await c.next_event(ev.CallIncoming)
-        joined = await c.request("call.accept", invite=invite.invite)
+        joined = await c.request("call.accept", invite=await ring(f, c, creator.id))
         await f.next_event(ev.CallTick, timeout=8)
         actor = server.services.sessions.calls[joined.session]
 

@@ -7,7 +7,7 @@ import pytest
 from client import RequestError
 from protocol import events as ev
 from storage import users
-from tests.conftest import RunningServer, quick_user
+from tests.conftest import RunningServer, quick_user, ring
 
 HOSTILE = "Robert'); DROP TABLE users;-- <img src=x onerror=alert(1)> \u0007\u001b[31m\u202e end"
 
@@ -21,9 +21,8 @@ async def test_outsiders_cannot_touch_or_detect_a_private_call(server: RunningSe
         server.connect(fan.access_token) as f,
         server.connect(intruder.access_token) as x,
     ):
-        invite = await f.request("call.invite", creator=creator.id)
-        await c.next_event(ev.CallIncoming)
-        joined = await c.request("call.accept", invite=invite.invite)
+        invite = await ring(f, c, creator.id)
+        joined = await c.request("call.accept", invite=invite)
         for kind, fields in (
             ("session.resume", {"session": joined.session}),
             ("chat.send", {"session": joined.session, "text": "let me in"}),
@@ -31,7 +30,7 @@ async def test_outsiders_cannot_touch_or_detect_a_private_call(server: RunningSe
             ("agora.token", {"session": joined.session, "kind": "rtc"}),
             ("call.end", {"session": joined.session}),
             ("typing", {"session": joined.session}),
-            ("call.cancel", {"invite": invite.invite}),
+            ("call.cancel", {"invite": invite}),
         ):
             with pytest.raises(RequestError) as refused:
                 await x.request(kind, **fields)

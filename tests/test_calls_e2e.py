@@ -9,15 +9,8 @@ from client import Client, RequestError
 from protocol import events as ev
 from storage import ledger as store
 from storage import sessions
-from tests.conftest import RunningServer, quick_user, wait_closed
+from tests.conftest import RunningServer, quick_user, ring, wait_closed
 from tests.money import assert_ledger_consistent
-
-
-async def ring(fan: Client, creator: Client, creator_id: int, kind: str = "video") -> str:
-    invite = await fan.request("call.invite", creator=creator_id, kind=kind)
-    incoming = await creator.next_event(ev.CallIncoming)
-    assert isinstance(incoming, ev.CallIncoming) and incoming.invite == invite.invite
-    return invite.invite
 
 
 async def test_a_call_bills_and_everyone_agrees_on_the_totals(server: RunningServer) -> None:

@@ -9,7 +9,7 @@ import pytest
 from client import RequestError
 from protocol import events as ev
 from server.agora import access_token2
-from tests.conftest import quick_user
+from tests.conftest import quick_user, ring
 
 APP_ID = "970CA35de60c44645bbae8a215061b33"
 CERTIFICATE = "5CFd2fd1755d40ecb72977518be15d3b"
@@ -28,9 +28,7 @@ async def test_call_tokens_members_only_and_fan_bounded_by_prepaid_time(make_ser
         server.connect(stranger.access_token) as s,
     ):
         await c.request("creator.rates.set", video=60, voice=60)
-        invite = await f.request("call.invite", creator=creator.id)
-        await c.next_event(ev.CallIncoming)
-        joined = await c.request("call.accept", invite=invite.invite)
+        joined = await c.request("call.accept", invite=await ring(f, c, creator.id))
         started = await f.next_event(ev.CallStarted)
         assert isinstance(started, ev.CallStarted)
         assert joined.media_error == "" and {m.kind for m in joined.media} == {"rtc", "rtm"}

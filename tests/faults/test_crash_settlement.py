@@ -12,6 +12,7 @@ from protocol import events as ev
 from server.auth import AccessTokens
 from storage import users
 from storage.ledger import Op, apply, system_accounts, user_accounts
+from tests.conftest import ring
 from tests.money import assert_ledger_consistent
 from tests.processes import clean_env, serve
 
@@ -66,9 +67,7 @@ async def test_kill_9_mid_call_then_restart_settles_from_the_checkpoint(
         f = Client(first.ws_url, tokens.issue(fan, "fan")[0], reconnect=False)
         await c.open()
         await f.open()
-        invite = await f.request("call.invite", creator=creator)
-        await c.next_event(ev.CallIncoming)
-        joined = await c.request("call.accept", invite=invite.invite)
+        joined = await c.request("call.accept", invite=await ring(f, c, creator))
         tick = await f.next_event(ev.CallTick, timeout=10)
         assert isinstance(tick, ev.CallTick) and tick.charged >= 4
         first.process.kill()

@@ -18,7 +18,7 @@ from server.config import Settings
 from storage import sessions
 from storage.embedded import EmbeddedPostgres, EmbeddedRedis
 from storage.migrate import migrate
-from tests.conftest import RunningServer, quick_user, start_server
+from tests.conftest import RunningServer, quick_user, ring, start_server
 from tests.money import assert_ledger_consistent
 
 
@@ -61,9 +61,7 @@ async def test_postgres_outage_during_a_call(
             running.connect(creator.access_token) as c,
             running.connect(fan.access_token) as f,
         ):
-            invite = await f.request("call.invite", creator=creator.id)
-            await c.next_event(ev.CallIncoming)
-            joined = await c.request("call.accept", invite=invite.invite)
+            joined = await c.request("call.accept", invite=await ring(f, c, creator.id))
             await f.next_event(ev.CallTick, timeout=8)
             await asyncio.to_thread(pg.stop, "fast")
             assert (await ready(running.http_url))["postgres"] is False
