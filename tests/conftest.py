@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 import redis as sync_redis
@@ -180,6 +181,31 @@ async def make_server(settings: Settings, database: str, redis_url: str) -> Asyn
 async def server(make_server: Any) -> RunningServer:
     running: RunningServer = await make_server()
     return running
+
+
+@pytest.fixture
+async def own_postgres(tmp_path: Path) -> AsyncIterator[EmbeddedPostgres]:
+    """A PostgreSQL of the test's own (migrated ``digis`` database), free to stop and start."""
+    from server.backends import ensure_database
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pg = EmbeddedPostgres(tmp_path / "own-pg", durable=False)
+        await asyncio.to_thread(pg.start)
+    try:
+        await ensure_database(pg.dsn(), "digis")
+        conn = await asyncpg.connect(pg.dsn("digis"))
+        await migrate(conn)
+        await conn.close()
+        yield pg
+    finally:
+        await asyncio.to_thread(pg.stop, "immediate")
+
+
+async def readyz(url: str) -> tuple[int, dict[str, Any]]:
+    """``GET /readyz``: status and body."""
+    async with aiohttp.ClientSession() as http, http.get(url + "/readyz") as response:
+        return response.status, await response.json()
 
 
 _user_counter = itertools.count(1)

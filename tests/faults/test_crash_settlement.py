@@ -11,7 +11,7 @@ from client import Client
 from protocol import events as ev
 from server.auth import AccessTokens
 from storage import users
-from storage.ledger import Op, apply, system_accounts, user_accounts
+from storage.ledger import Op, apply, balances, system_accounts, user_accounts
 from tests.conftest import ring
 from tests.money import assert_ledger_consistent
 from tests.processes import clean_env, serve
@@ -103,12 +103,7 @@ async def test_kill_9_mid_call_then_restart_settles_from_the_checkpoint(
             assert row["tokens_charged"] == checkpoint  # never beyond the last flush
             assert row["end_reason"] == "server_error"
             assert await conn.fetchval("SELECT count(*) FROM open_holds") == 0
-            wallet = await conn.fetchval(
-                "SELECT credits_posted - debits_posted - debits_pending FROM accounts "
-                "WHERE user_id = $1 AND kind = 'wallet'",
-                fan,
-            )
-            assert wallet == 1000 - checkpoint
+            assert (await balances(conn, fan)).spendable == 1000 - checkpoint
         finally:
             await conn.close()
     pool = await asyncpg.create_pool(database, min_size=1, max_size=2)

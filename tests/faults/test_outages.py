@@ -3,48 +3,31 @@
 from __future__ import annotations
 
 import asyncio
-import warnings
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
-import asyncpg
 import pytest
 
 from client import RequestError
 from protocol import events as ev
-from server.backends import ensure_database
 from server.config import Settings
+from storage import ledger as ledger_store
 from storage import sessions
 from storage.embedded import EmbeddedPostgres, EmbeddedRedis
-from storage.migrate import migrate
-from tests.conftest import RunningServer, quick_user, ring, start_server
+from tests.conftest import (
+    RunningServer,
+    close_server,
+    quick_user,
+    readyz,
+    ring,
+    start_server,
+)
 from tests.money import assert_ledger_consistent
-
-
-async def ready(url: str) -> dict:
-    async with aiohttp.ClientSession() as http, http.get(url + "/readyz") as response:
-        return await response.json()
 
 
 async def until(predicate, timeout: float = 20.0) -> None:
     async with asyncio.timeout(timeout):
         while not await predicate():
             await asyncio.sleep(0.1)
-
-
-@pytest.fixture
-async def own_postgres(tmp_path: Path) -> AsyncIterator[EmbeddedPostgres]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        pg = EmbeddedPostgres(tmp_path / "pg-outage", durable=False)
-        await asyncio.to_thread(pg.start)
-    await ensure_database(pg.dsn(), "digis")
-    conn = await asyncpg.connect(pg.dsn("digis"))
-    await migrate(conn)
-    await conn.close()
-    yield pg
-    await asyncio.to_thread(pg.stop, "immediate")
 
 
 async def test_postgres_outage_during_a_call(
@@ -64,7 +47,7 @@ async def test_postgres_outage_during_a_call(
             joined = await c.request("call.accept", invite=await ring(f, c, creator.id))
             await f.next_event(ev.CallTick, timeout=8)
             await asyncio.to_thread(pg.stop, "fast")
-            assert (await ready(running.http_url))["postgres"] is False
+            assert (await readyz(running.http_url))[1]["postgres"] is False
             # metering goes on inside the hold while PostgreSQL is away
             during = await f.next_event(ev.CallTick, timeout=8)
             assert isinstance(during, ev.CallTick) and during.billing == "running"
@@ -87,20 +70,15 @@ async def test_postgres_outage_during_a_call(
         row = await sessions.get_call(running.services.pool, joined.session)
         assert row is not None and row.status == "ended"
         assert row.tokens_charged == totals.tokens_charged >= during.charged
-        async with running.services.pool.acquire() as conn:
-            wallet = await conn.fetchval(
-                "SELECT credits_posted - debits_posted - debits_pending FROM accounts "
-                "WHERE user_id = $1 AND kind = 'wallet'",
-                fan.id,
-            )
+        wallet = (await ledger_store.balances(running.services.pool, fan.id)).spendable
         assert wallet == 1000 - totals.tokens_charged - 5
         await assert_ledger_consistent(running.services.pool)
     finally:
-        await running.server.close()
+        await close_server(running)
 
 
 async def _ready_postgres(running: RunningServer) -> bool:
-    return bool((await ready(running.http_url))["postgres"])
+    return bool((await readyz(running.http_url))[1]["postgres"])
 
 
 async def test_redis_restart_degrades_presence_then_recovers(
@@ -122,14 +100,14 @@ async def test_redis_restart_degrades_presence_then_recovers(
             await until(creator_online)  # seen from the other node, through Redis
             await asyncio.to_thread(redis.stop)
             await until(lambda: _not(creator_online))  # degraded: this node only
-            assert (await ready(two.http_url))["redis"] is False
+            assert (await readyz(two.http_url))[1]["redis"] is False
             assert (await f.request("balance.get")).spendable == 0  # still serving
             await asyncio.to_thread(redis.start)
             await until(creator_online)
-            assert (await ready(two.http_url))["redis"] is True
+            assert (await readyz(two.http_url))[1]["redis"] is True
     finally:
-        await one.server.close()
-        await two.server.close()
+        await close_server(one)
+        await close_server(two)
         await asyncio.to_thread(redis.stop)
 
 
