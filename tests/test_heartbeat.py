@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from loadtest.wsclient import upgrade_request
 from tests.conftest import quick_user
 
 
@@ -11,13 +12,9 @@ async def test_dead_peer_is_dropped_and_live_peer_stays(make_server) -> None:
     server = await make_server(heartbeat=0.5)
     user = await quick_user(server)
     async with server.connect(user.access_token) as live:
-        host, port = server.server.host, server.server.port
+        host, port, request, _accept = upgrade_request(server.ws_url)
         reader, writer = await asyncio.open_connection(host, port)
-        writer.write(
-            f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
+        writer.write(request)
         await writer.drain()
         await reader.readuntil(b"\r\n\r\n")
         assert server.services.hub.connection_count == 2

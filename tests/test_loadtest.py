@@ -336,3 +336,26 @@ def test_plot_is_written_with_matplotlib(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib", reason="matplotlib (the `plot` extra) is not installed")
     assert "written" in plot_series(_summary(), tmp_path / "x.png")
     assert (tmp_path / "x.png").stat().st_size > 0
+
+
+async def test_slow_viewer_joins_with_a_bearer_header_then_never_reads(server: Any) -> None:
+    """``stream --slow``'s viewers: a raw handshake authenticated by header, a join."""
+    import asyncio
+
+    from loadtest.slow import SlowViewer
+    from tests.conftest import quick_user
+
+    creator = await quick_user(server, "creator")
+    fan = await quick_user(server)
+    async with server.connect(creator.access_token) as c:
+        session = (await c.request("stream.start", title="slow")).stream.session
+        viewer = SlowViewer()
+        await viewer.open(server.http_url, fan.access_token, session)
+        try:
+            actor = server.services.sessions.streams[session]
+            async with asyncio.timeout(10):
+                while actor.core.viewer_count != 1:
+                    await asyncio.sleep(0.05)
+        finally:
+            viewer.close()
+        await c.request("stream.end", session=session)

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from loadtest.wsclient import client_frame, upgrade_request
 from protocol import events as ev
 from protocol.base import type_tag
 from protocol.codes import CloseCode, ErrorCode
@@ -110,12 +111,6 @@ async def test_hostile_frames_get_documented_errors_and_the_socket_survives(
     assert not errors, [r.getMessage() for r in errors]
 
 
-def _masked_text_frame(payload: bytes) -> bytes:
-    mask = os.urandom(4)
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return struct.pack("!BB", 0x81, 0x80 | len(payload)) + mask + masked
-
-
 async def test_invalid_utf8_in_a_text_frame_closes_1007_others_unaffected(
     server: RunningServer,
 ) -> None:
@@ -123,18 +118,13 @@ async def test_invalid_utf8_in_a_text_frame_closes_1007_others_unaffected(
 
     user = await quick_user(server)
     async with server.connect(user.access_token) as bystander:
-        host, port = server.server.host, server.server.port
+        host, port, request, _accept = upgrade_request(server.ws_url)
         reader, writer = await asyncio.open_connection(host, port)
-        key = "dGhlIHNhbXBsZSBub25jZQ=="
-        writer.write(
-            f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
+        writer.write(request)
         await writer.drain()
         head = await reader.readuntil(b"\r\n\r\n")
         assert b"101" in head.split(b"\r\n", 1)[0]
-        writer.write(_masked_text_frame(b'{"type":"ping","id":"\xff\xfe"}'))
+        writer.write(client_frame(b'{"type":"ping","id":"\xff\xfe"}'))
         await writer.drain()
         data = await asyncio.wait_for(reader.read(4096), 5)
         while len(data) < 4 or data.find(b"\x88") < 0:
