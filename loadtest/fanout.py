@@ -277,21 +277,28 @@ class FanoutRole:
         text_bytes = int(self.params.get("text_bytes", 48))
         sent = [0] * len(self.groups)
         tipped = [0] * len(self.groups)
+        plans = [  # fixed for the run: worked out once, not every 5 ms
+            (
+                viewers[: int(group["senders"])],
+                float(group["rate"]),
+                float(group.get("tip_rate", 0)),
+                int(group.get("tip_amount", 1)),
+            )
+            for group, _sink, viewers in self.groups
+        ]
         while not ctx.stopping.is_set():
             elapsed = time.time() - ctx.go_at
             if elapsed >= duration:
                 break
-            for g, (group, _sink, viewers) in enumerate(self.groups):
-                senders = viewers[: int(group["senders"])]
+            for g, (senders, rate, tip_rate, amount) in enumerate(plans):
                 if not senders:
                     continue
-                due = int(elapsed * float(group["rate"]))
+                due = int(elapsed * rate)
                 while sent[g] < due:
                     senders[sent[g] % len(senders)].chat(chat_text(text_bytes))
                     sent[g] += 1
                     ctx.stats.add("chat.sent")
-                due_tips = int(elapsed * float(group.get("tip_rate", 0)))
-                amount = int(group.get("tip_amount", 1))
+                due_tips = int(elapsed * tip_rate)
                 while tipped[g] < due_tips:
                     senders[(tipped[g] + len(senders) // 2) % len(senders)].tip(amount)
                     tipped[g] += 1

@@ -37,8 +37,8 @@ class RunState:
     now: float
     live: Stats
     all_done: bool
-    #: (wall time, counters) once per progress tick, oldest first.
-    history: list[tuple[float, dict[str, float]]] = field(default_factory=list)
+    #: The parent's once-a-second samples (time, counters, server), oldest first.
+    samples: list[Sample] = field(default_factory=list)
 
     @property
     def elapsed(self) -> float:
@@ -46,18 +46,18 @@ class RunState:
 
     def unchanged_for(self, counter_prefix: str) -> float:
         """Seconds the sum of counters starting with ``counter_prefix`` has not moved."""
-        if not self.history:
+        if not self.samples:
             return 0.0
 
         def total(counters: dict[str, float]) -> float:
             return sum(v for k, v in counters.items() if k.startswith(counter_prefix))
 
-        latest = total(self.history[-1][1])
-        since = self.history[-1][0]
-        for at, counters in reversed(self.history):
-            if total(counters) != latest:
+        latest = total(self.samples[-1].counters)
+        since = self.samples[-1].at
+        for sample in reversed(self.samples):
+            if total(sample.counters) != latest:
                 break
-            since = at
+            since = sample.at
         return self.now - since
 
 
@@ -142,7 +142,6 @@ async def run_scenario(scenario: Scenario, env: Harness) -> Summary:
     worker_params = await scenario.prepare(env)
     fleet = Fleet(ROLES_WORKER, worker_params)
     progress = _Progress(env.options.quiet)
-    history: list[tuple[float, dict[str, float]]] = []
     samples: list[Sample] = []
     stats = Stats()
     try:
@@ -155,14 +154,13 @@ async def run_scenario(scenario: Scenario, env: Harness) -> Summary:
             fleet.poll()
             now = time.time()
             live = fleet.live()
-            if not history or now - history[-1][0] >= 1.0:
-                history.append((now, dict(live.counters)))
+            if not samples or now - samples[-1].at >= 1.0:
                 rss, cpu = env.probe.rss_and_cpu()
                 delivery = live.histograms.get("delivery")
                 samples.append(Sample(now, dict(live.counters), rss, cpu, delivery))
                 line = progress_line(now - go_at, live, samples) + scenario.progress(live)
                 progress.show(line, now)
-            run = RunState(go_at, now, live, fleet.all_done, history)
+            run = RunState(go_at, now, live, fleet.all_done, samples)
             overdue = run.elapsed > scenario.hard_deadline()
             if overdue or scenario.settled(run):
                 break

@@ -240,6 +240,16 @@ def postgres_figures(env: Harness, window: float) -> dict[str, Any]:
     return out
 
 
+def call_rows(env: Harness, n: int) -> list[list[Any]]:
+    """``n`` fan/creator pairs from the roster, as the calls role takes them:
+    ``[fan id, fan token, creator id, creator token, ws url]``, spread over targets."""
+    fans, creators = env.roster.take("fan", n), env.roster.take("creator", n)
+    return [
+        [f.id, f.token, c.id, c.token, env.target(i).ws_url]
+        for i, (f, c) in enumerate(zip(fans, creators, strict=True))
+    ]
+
+
 class CallsScenario(Scenario):
     name = "calls"
     moves_money = True
@@ -253,12 +263,7 @@ class CallsScenario(Scenario):
         return SeedRequest(fans=n, creators=n, tokens=self.options.tokens, rate=self.options.rate)
 
     async def prepare(self, env: Harness) -> list[dict[str, Any]]:
-        n = int(self.params["calls"])
-        fans, creators = env.roster.take("fan", n), env.roster.take("creator", n)
-        rows = [
-            [f.id, f.token, c.id, c.token, env.target(i).ws_url]
-            for i, (f, c) in enumerate(zip(fans, creators, strict=True))
-        ]
+        rows = call_rows(env, int(self.params["calls"]))
         self.peak = 0.0
         return [
             {"roles": [calls_role(part, self.params)]} for part in split(rows, self.options.workers)

@@ -26,7 +26,7 @@ from loadtest.harness import Harness
 from loadtest.lean import LeanClient, LeanError
 from loadtest.report import Summary, total
 from loadtest.runner import RunState, Scenario, split
-from loadtest.scenarios.calls import calls_role, postgres_figures
+from loadtest.scenarios.calls import call_rows, calls_role, postgres_figures
 from loadtest.scenarios.common import LiveStreams
 from loadtest.scenarios.stream import StreamScenario
 from loadtest.spawn import SeedRequest
@@ -142,11 +142,7 @@ class MixedScenario(Scenario):
             [u.id, u.token, env.target(i).ws_url]
             for i, u in enumerate(env.roster.take("fan", idle))
         ]
-        fans, creators = env.roster.take("fan", calls), env.roster.take("creator", calls)
-        pairs = [
-            [f.id, f.token, c.id, c.token, env.target(i).ws_url]
-            for i, (f, c) in enumerate(zip(fans, creators, strict=True))
-        ]
+        pairs = call_rows(env, calls)
         call_params = {"duration": self.duration, "price": self.params["price"]}
         out = []
         for w, (idle_part, pair_part) in enumerate(
