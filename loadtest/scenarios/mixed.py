@@ -28,7 +28,7 @@ from loadtest.report import Summary, total
 from loadtest.runner import RunState, Scenario, split
 from loadtest.scenarios.calls import call_rows, calls_role, postgres_figures
 from loadtest.scenarios.common import LiveStreams
-from loadtest.scenarios.stream import StreamScenario
+from loadtest.scenarios.stream import stream_plans
 from loadtest.spawn import SeedRequest
 from loadtest.stats import Stats
 from loadtest.workers import WorkerContext
@@ -116,21 +116,17 @@ class MixedScenario(Scenario):
         self.live = LiveStreams()
         if streams:
             await self.live.start(env, env.roster.take("creator", streams), "loadtest mixed")
-        stream_view = StreamScenario(
-            {
-                "viewers": streams * viewers,
-                "streams": max(1, streams),
-                "rate": float(self.params["chat_rate"]) * streams,
-                "tip_rate": float(self.params["tip_rate"]) * streams,
-            },
-            self.options,
-        )
-        stream_view.live = self.live
         fanout: list[dict[str, Any] | None] = (
             list(
                 fanout_roles(
                     "digis",
-                    stream_view.plans(env.roster.take("fan", streams * viewers)),
+                    stream_plans(
+                        self.live,
+                        env.roster.take("fan", streams * viewers),
+                        max(1, streams),
+                        float(self.params["chat_rate"]) * streams,
+                        float(self.params["tip_rate"]) * streams,
+                    ),
                     workers,
                     duration=self.duration,
                 )

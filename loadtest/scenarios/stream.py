@@ -40,6 +40,20 @@ SLOW_METRIC = "digis_slow_consumers_total"
 STREAM_CHAT_LIMIT = 200
 
 
+def stream_plans(
+    live: LiveStreams, fans: list[Any], streams: int, rate: float, tip_rate: float
+) -> list[StreamPlan]:
+    """Spread ``fans`` over the ``streams`` live streams, each chatting ``rate / streams``
+    lines/s and tipping ``tip_rate / streams`` tips/s from just enough senders."""
+    rate, tip_rate = rate / streams, tip_rate / streams
+    plans = []
+    for k in range(streams):
+        users = [[u.id, u.token] for u in fans[k::streams]]
+        senders = min(len(users), senders_needed(max(rate, tip_rate / 5), PER_SENDER_RATE))
+        plans.append(StreamPlan(k, live.urls[k], live.sessions[k], users, senders, rate, tip_rate))
+    return plans
+
+
 class StreamScenario(Scenario):
     name = "stream"
     moves_money = True
@@ -91,18 +105,13 @@ class StreamScenario(Scenario):
         ]
 
     def plans(self, fans: list[Any]) -> list[StreamPlan]:
-        rate = float(self.params["rate"]) / self.streams
-        tip_rate = float(self.params.get("tip_rate", 0)) / self.streams
-        plans = []
-        for k in range(self.streams):
-            users = [[u.id, u.token] for u in fans[k :: self.streams]]
-            senders = min(len(users), senders_needed(max(rate, tip_rate / 5), PER_SENDER_RATE))
-            plans.append(
-                StreamPlan(
-                    k, self.live.urls[k], self.live.sessions[k], users, senders, rate, tip_rate
-                )
-            )
-        return plans
+        return stream_plans(
+            self.live,
+            fans,
+            self.streams,
+            float(self.params["rate"]),
+            float(self.params.get("tip_rate", 0)),
+        )
 
     def settled(self, run: RunState) -> bool:
         return fanout_settled(run, self.streams, self.duration)
